@@ -1,0 +1,1 @@
+"""The vocabulary every role of the farm speaks: schemas, taxonomy, settings, the artifact store."""

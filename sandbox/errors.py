@@ -1,0 +1,30 @@
+"""The sandbox's exception root.
+
+A command that fails is *data* (a CommandResult with its exit status). These
+exceptions mean the sandbox itself is broken; they never reach the model as output.
+Each subclass also inherits the builtin it resembles, so callers can catch either.
+"""
+
+
+class SandboxError(Exception):
+    """Root of sandbox failures. The message says what to do next."""
+
+
+class EngineUnavailable(SandboxError, ConnectionError):
+    """The container engine cannot be reached (daemon down, socket missing, no permission)."""
+
+
+class ImageMissing(SandboxError, LookupError):
+    """The sandbox image is not present in the engine."""
+
+
+class SandboxDied(SandboxError, RuntimeError):
+    """The container stopped or vanished while in use."""
+
+
+class SandboxTimeout(SandboxError, TimeoutError):
+    """The sandbox's total wall-clock limit ran out."""
+
+
+class SandboxClosed(SandboxError, RuntimeError):
+    """The sandbox was used after close()."""
