@@ -29,8 +29,10 @@ def cleanup_orphans(config: DockerSandboxConfig | None = None, older_than_s: flo
         client = connect(config or DockerSandboxConfig())
     now = time.time()
     removed = 0
-    for c in client.containers.list(all=True, filters={"label": f"{L.FARM}=1"}):
-        labels = c.labels or {}
+    # the low-level list carries labels and state without a per-container inspect,
+    # which would race with containers that other workers remove meanwhile
+    for c in client.api.containers(all=True, filters={"label": f"{L.FARM}=1"}):
+        labels = c.get("Labels") or {}
         if owner is not None and labels.get(L.OWNER) != owner:
             continue
         alive = L.owner_alive(labels.get(L.OWNER, ""))
@@ -40,13 +42,13 @@ def cleanup_orphans(config: DockerSandboxConfig | None = None, older_than_s: flo
             owner is not None
             or alive is False
             or (deadline and deadline < now)
-            or c.status in ("exited", "dead")
+            or c.get("State") in ("exited", "dead")
             or (older_than_s is not None and now - created > older_than_s)
         )
         if not orphan:
             continue
         try:
-            c.remove(force=True)
+            client.api.remove_container(c["Id"], force=True)
             removed += 1
         except (docker.errors.NotFound, docker.errors.APIError, requests.RequestException):
             pass

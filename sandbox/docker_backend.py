@@ -171,6 +171,11 @@ class DockerSandbox:
         if self._closed:
             raise SandboxClosed("this sandbox was closed; open a fresh one for each episode")
 
+    @property
+    def _flood_limit(self) -> int:
+        # output past the cap is drained up to this many bytes before the command is killed
+        return max(64 * self.config.output_cap_bytes, 4 << 20)
+
     def _execute(self, command: str, limit: float) -> CommandResult:
         if self.config.mode == "exec":
             return self._execute_exec(command, limit)
@@ -180,10 +185,11 @@ class DockerSandbox:
         cap = self.config.output_cap_bytes
         user = self.entry.user
         nonce = user.send_command(command)
-        raw = user.collect(nonce, time.monotonic() + limit, cap)
+        raw = user.collect(nonce, time.monotonic() + limit, cap, flood_limit=self._flood_limit)
         if raw.ended in ("timeout", "overflow"):
             self._kill_operator_processes(keep=user.pid)
-            drained = user.drain(nonce, time.monotonic() + 2.0, cap)
+            drained = user.collect(nonce, time.monotonic() + 2.0, cap)
+            drained.overflow_bytes = max(drained.overflow_bytes, raw.overflow_bytes)
             return self._result(command, drained, limit, timed_out=raw.ended == "timeout",
                                 overflow=raw.ended == "overflow")
         result = self._result(command, raw, limit)
@@ -208,7 +214,8 @@ class DockerSandbox:
         truncated = overflow or raw.overflow_bytes > 0
         restarted = False
         if raw.trailer is not None:
-            status = raw.trailer.status
+            # a command the sandbox had to kill did not complete, whatever ran after the kill
+            status = 137 if (timed_out or overflow) else raw.trailer.status
             self._cwd = raw.trailer.cwd
             self._env_dump = raw.trailer.env_dump
         else:

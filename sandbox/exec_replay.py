@@ -33,6 +33,6 @@ def run_exec_replay(box: "DockerSandbox", command: str, limit: float) -> RawRun:
     except docker.errors.APIError as exc:
         raise SandboxDied(f"could not exec in the sandbox: {exc}") from exc
     try:
-        return one_shot.collect(nonce, time.monotonic() + limit, box.config.output_cap_bytes)
+        return one_shot.collect(nonce, time.monotonic() + limit, box.config.output_cap_bytes, box._flood_limit)
     finally:
         one_shot.close()

@@ -102,57 +102,45 @@ class PersistentSession:
         self._send(frame(command, nonce, runner))
         return nonce
 
-    def collect(self, nonce: str, deadline: float, cap: int) -> RawRun:
-        """Read until the trailer, EOF, the deadline, or more than `cap` output bytes."""
-        overflow = 0
-        while True:
-            trailer = parse_trailer(self._stdout, nonce)
-            if trailer is not None:
-                self.pid = trailer.pid
-                if len(trailer.output) > cap:
-                    overflow += len(trailer.output) - cap
-                    trailer.output = trailer.output[:cap]
-                self._stdout = bytearray()
-                return RawRun("ok", trailer.output, trailer, overflow)
-            if len(self._stdout) > cap + 4096 and overflow == 0:
-                return RawRun("overflow", bytes(self._stdout[:cap]), None, len(self._stdout) - cap)
-            data = self._recv(deadline)
-            if data is None:
-                return RawRun("timeout", bytes(self._stdout[:cap]), None, max(0, len(self._stdout) - cap))
-            if data == b"":
-                self.close()
-                return RawRun("eof", bytes(self._stdout[:cap]), None, max(0, len(self._stdout) - cap))
-            self._stdout += data
+    def collect(self, nonce: str, deadline: float, cap: int, flood_limit: int | None = None) -> RawRun:
+        """Read until the trailer, EOF or the deadline, keeping the first `cap` output bytes.
 
-    def drain(self, nonce: str, deadline: float, cap: int) -> RawRun:
-        """After a kill: wait for the trailer, keeping at most `cap` bytes of output."""
-        head = bytes(self._stdout[:cap])
+        Output past the cap is discarded as it arrives (memory stays bounded); once more
+        than `flood_limit` bytes have arrived the run ends as "overflow" so the caller can
+        stop the flood. With `flood_limit=None` it only waits (used after a kill).
+        """
+        head: bytes | None = None  # set once the cap is passed: the kept output
         trimmed = 0
         while True:
             trailer = parse_trailer(self._stdout, nonce)
             if trailer is not None:
                 self.pid = trailer.pid
-                output = head if trimmed else trailer.output[:cap]
-                dropped = trimmed + max(0, len(trailer.output) - len(output))
-                trailer.output = output
+                total = trimmed + len(trailer.output)
+                trailer.output = head if head is not None else trailer.output[:cap]
                 self._stdout = bytearray()
-                return RawRun("ok", output, trailer, dropped)
-            # keep only a tail big enough to hold a trailer, so floods cannot exhaust memory
-            if len(self._stdout) > (1 << 20):
+                return RawRun("ok", trailer.output, trailer, max(0, total - cap))
+            if head is None and len(self._stdout) > cap:
+                head = bytes(self._stdout[:cap])
+            if head is not None and len(self._stdout) > (1 << 20):
+                # keep a tail big enough to hold the trailer
                 tail = self._stdout[-65536:]
                 trimmed += len(self._stdout) - len(tail)
                 self._stdout = bytearray(tail)
+            received = trimmed + len(self._stdout)
+            kept = head if head is not None else bytes(self._stdout[:cap])
+            if flood_limit is not None and received > flood_limit:
+                return RawRun("overflow", kept, None, received - cap)
             data = self._recv(deadline)
             if data is None:
-                return RawRun("timeout", head, None, trimmed)
+                return RawRun("timeout", kept, None, max(0, received - cap))
             if data == b"":
                 self.close()
-                return RawRun("eof", head, None, trimmed)
+                return RawRun("eof", kept, None, max(0, received - cap))
             self._stdout += data
 
     def run(self, command: str, timeout: float, cap: int = 1 << 20, runner: str = SOURCE) -> RawRun:
         nonce = self.send_command(command, runner)
-        return self.collect(nonce, time.monotonic() + timeout, cap)
+        return self.collect(nonce, time.monotonic() + timeout, cap, flood_limit=None)
 
     def close(self) -> None:
         if self.sock is not None:
