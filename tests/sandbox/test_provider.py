@@ -52,8 +52,7 @@ def test_cleanup_removes_orphans_but_not_live_sandboxes(docker_client):
                 L.CREATED: f"{time.time() - 10000:.0f}", L.DEADLINE: f"{time.time() - 100:.0f}"},
     )
     with open_sandbox(spec(9), DockerSandboxConfig()) as live:
-        removed = cleanup_orphans()
-        assert removed >= 1
+        cleanup_orphans()  # (another process's cleanup may get there first: check the effect)
         assert not docker_client.containers.list(all=True, filters={"id": orphan.id})
         assert live.run("echo alive").output == "alive\n"
     # a process's own containers: removed by owner on request
