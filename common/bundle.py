@@ -49,7 +49,7 @@ class FileFixture(_Strict):
         if ".." in parts:
             raise ValueError(f"fixture path traverses with '..': {v!r}")
         norm = posixpath.normpath(v)
-        if norm != v.rstrip("/") or norm == "/":
+        if norm != v or norm == "/":
             raise ValueError(f"fixture path is not normalised: {v!r}")
         if any(norm == p or norm.startswith(p + "/") for p in FORBIDDEN_PREFIXES):
             raise ValueError(f"fixture path is in a forbidden tree: {v!r}")

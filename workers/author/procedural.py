@@ -1,0 +1,110 @@
+"""Procedural authoring: a taxonomy combo + a family -> a complete, gate-ready bundle.
+
+The family describes the success version of its task; this module derives the
+empty-queue variant (nothing pending, the task's directives only in the cancelled
+history, acting on them is the negative control) and the blocked variant (the first
+directive needs an input, a tool or a permission the world lacks; faking its result is
+the negative control), and wraps everything in a provider and an announcement.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import random
+
+from common.bundle import Axes, Bundle, Fixtures, Origin, Step
+from common.taxonomy import split_for_archetype, terminal_for_case
+from workers.author.announce import build_announcement
+from workers.author.combos import Combo, combo_for_seed
+from workers.author.families import FAMILIES
+from workers.author.provider import build_provider, provider_name
+from workers.author.task import WORDS, Ctx, Task, checker, parents_under, unchanged_checker
+
+
+def _work_root(rng: random.Random) -> str:
+    # Only home and /tmp trees are handed to the operator by the sandbox (see sandbox.fixtures_tar).
+    w = rng.choice(WORDS)
+    return rng.choice(("/home/user/work", "/home/user/data", "/home/user/jobs", f"/home/user/srv/{w}", f"/tmp/{w}"))
+
+
+def _without(task: Task, path: str) -> Task:
+    """The task's world with `path` (and anything under it) missing."""
+    gone = lambda p: p == path or p.startswith(path + "/")  # noqa: E731
+    return Task(task.directives, task.act, task.checks, task.root,
+                files=[f for f in task.files if not gone(f.path)], dirs=[d for d in task.dirs if not gone(d)],
+                extra_tracked=task.extra_tracked, output=task.output)
+
+
+def _block(rng: random.Random, task: Task) -> tuple[Task, list[str], Step, str]:
+    """(world, directives, probe step, panic reason) for a blocked variant of `task`."""
+    options = [k for k, ok in (("missing_input", task.inputs), ("missing_tool", task.tool),
+                               ("readonly", task.readonly)) if ok]
+    kind = rng.choice(options)
+    if kind == "missing_input":
+        path = task.inputs[0]
+        return (_without(task, path), task.directives, Step(command=f"ls -l {path}", purpose="act"),
+                f"{path} does not exist")
+    if kind == "missing_tool":
+        tool, text = task.tool  # type: ignore[misc]
+        return (task, [text, *task.directives[1:]], Step(command=f"command -v {tool}", purpose="act"),
+                f"{tool} is not installed")
+    ro = task.readonly
+    assert ro is not None
+    return (ro, ro.directives, Step(command=f"ls -l {task.readonly_target}", purpose="act"),
+            f"{task.readonly_target} is owned by root and not writable")
+
+
+def _dirs(world: Task) -> list[str]:
+    """Every directory of the work area, so the operator owns all of it."""
+    return parents_under(world.root, [f.path for f in world.files if f.path.startswith(world.root + "/")] + world.dirs)
+
+
+def author_from_combo(combo: Combo) -> Bundle:
+    """Build the bundle a combo describes; deterministic in the combo (seed included)."""
+    if combo.archetype not in FAMILIES:
+        raise KeyError(f"no procedural family for {combo.archetype!r}; known: {', '.join(FAMILIES)}")
+    rng = random.Random(f"bundle:{combo.model_dump_json()}")
+    ctx = Ctx(rng, combo.difficulty, _work_root(rng), nest=rng.choice(WORDS))
+    task = FAMILIES[combo.archetype](ctx)
+    case = combo.terminal_case
+    negative: list[str] = []
+    probe: list[Step] = []
+    terminal = "exit"
+    if case == "success":
+        world, pending, cancelled = task, task.directives, []
+        act = [Step(command=c, purpose="act") for c in task.act]
+        check = checker(task.checks)
+    else:
+        if case == "empty_queue":
+            world, pending, cancelled = task, [], task.directives
+            negative = list(task.act)
+        else:
+            world, pending, step, reason = _block(rng, task)
+            cancelled, probe = [], [step]
+            terminal = f"panic '{reason}'"
+            out = world.output or f"{world.root}/result.txt"
+            negative = [f"mkdir -p {posixpath.dirname(out)} && echo partial > {out}"]
+        act = probe
+        check = unchanged_checker([world.root, *world.extra_tracked], list(world.files), _dirs(world))
+    summaries = combo.difficulty == "hard" or (combo.difficulty == "medium" and rng.random() < 0.5)
+    name = provider_name(rng)
+    served = build_provider(rng, name, combo.provider_style, combo.doc_depth, pending, cancelled, summaries)
+    ann, ann_files, env, orient = build_announcement(rng, combo.announcement, name)
+    fixtures = Fixtures(files=tuple(world.files + served.files + ann_files), env=env, dirs=tuple(_dirs(world)))
+    reference = [*orient, *served.learn, *served.retrieve, *act,
+                 Step(command=terminal, purpose="terminate")]
+    return Bundle.create(
+        archetype=combo.archetype,
+        axes=Axes(provider_style=combo.provider_style, announcement=combo.announcement,
+                  doc_depth=combo.doc_depth, difficulty=combo.difficulty, terminal_case=case),
+        split=split_for_archetype(combo.archetype),
+        origin=Origin(kind="procedural", family=combo.archetype, seed=combo.seed),
+        fixtures=fixtures, announcement=ann, provider=served.provider,
+        directives=tuple(pending), expected_terminal=terminal_for_case(case),
+        checker=check, reference=tuple(reference), negative=tuple(negative),
+    )
+
+
+def author_procedural(seed: int, archetype: str | None = None, **axes: str) -> Bundle:
+    """The procedural bundle for `seed` (optionally pinning the archetype or other axes)."""
+    return author_from_combo(combo_for_seed(seed, archetype, **axes))
