@@ -1,0 +1,169 @@
+"""Operators: the registry, the oracle's determinism and mistakes, scripted replies, and
+litellm through real HTTP against a local OpenAI-compatible stub."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import pytest
+
+from common.settings import Settings
+from common.trajectory import Message
+from sandbox import FakeSandboxConfig
+from tests.bundles_fixture import all_bundles, empty_queue_bundle, success_bundle
+from tests.llm_stub import Reply, StubServer
+from workers.errors import OperatorError, UnknownOperator, WorkerError
+from workers.operators import OPERATORS, make_operator
+from workers.operators.litellm_operator import LitellmOperator
+from workers.operators.oracle import plan_episode
+from workers.record import SCAFFOLD
+from workers.rollout import run_episode
+
+VIEW = [Message(role="user", content="user@sandbox:~$ ")]
+
+
+def LlmStub(replies: list[str] | None = None, fail_first: int = 0, fail_status: int = 429) -> StubServer:
+    """The shared stub: `fail_first` errors, then `replies` in order, then the last reply forever."""
+    stub = StubServer(default=Reply(content=replies[-1]) if replies else Reply(status=fail_status))
+    stub.push(*[Reply(status=fail_status)] * fail_first, *(replies or []))
+    return stub
+
+
+def test_unknown_operator_lists_valid_names():
+    with pytest.raises(UnknownOperator) as info:
+        make_operator("nonesuch")
+    for name in OPERATORS:
+        assert name in str(info.value)
+    assert isinstance(info.value, WorkerError)
+
+
+@pytest.mark.parametrize("spec", ["litellm", "litellm:has space", "student", "oracle:x", "scripted:not-json", 'scripted:[1]'])
+def test_malformed_specs_fail_typed(spec):
+    with pytest.raises(UnknownOperator):
+        make_operator(spec, Settings(student_api_base="http://127.0.0.1:9/v1"))
+
+
+def test_student_needs_an_api_base():
+    with pytest.raises(UnknownOperator, match="STUDENT_API_BASE"):
+        make_operator("student:a1", Settings(student_api_base=None))
+
+
+def test_oracle_is_deterministic_and_varies_by_seed():
+    bundle = success_bundle()
+    plans = [plan_episode(bundle, seed, 0.0)[0] for seed in range(40)]
+    assert plans[3] == plan_episode(bundle, 3, 0.0)[0]
+    assert len({tuple(p) for p in plans}) > 3, "seeded variation in command choice"
+    for plan in plans:
+        # without mistakes, every reference retrieve/act step is there and the terminal is last
+        for step in bundle.reference:
+            if step.purpose in ("retrieve", "act"):
+                assert step.command in plan
+        assert plan[-1] in ("exit", "exit 0")
+
+
+def test_oracle_mistakes_are_realistic_and_rate_controlled():
+    bundles = all_bundles()
+    kinds = set()
+    for b in bundles:
+        for seed in range(30):
+            plan, mistake = plan_episode(b, seed, 1.0)
+            assert mistake is not None
+            kinds.add(mistake)
+            if mistake == "wrong_terminal":
+                assert plan[-1].split()[0] != b.expected_terminal
+        assert all(plan_episode(b, s, 0.0)[1] is None for s in range(30))
+    assert kinds == {"wrong_flag", "skipped_directive", "wrong_terminal", "negative_action"}
+
+
+def test_scripted_replays_then_repeats_last():
+    op = make_operator('scripted:["ls", "exit"]')
+    op.begin(success_bundle(), 0)
+    assert [op.reply(VIEW).text for _ in range(4)] == ["ls", "exit", "exit", "exit"]
+    ref = make_operator("scripted")
+    ref.begin(success_bundle(), 0)
+    assert ref.reply(VIEW).text == success_bundle().reference[0].command
+
+
+def test_litellm_operator_over_http_accounts_tokens():
+    with LlmStub(replies=["```sh\nls\n```"]) as stub:
+        op = LitellmOperator("openai/stub-model", api_base=stub.base_url, api_key="k", temperature=0.3, max_tokens=32)
+        r = op.reply(VIEW)
+        assert r.text == "```sh\nls\n```"
+        assert r.tokens_in == 10 and r.tokens_out == 10 and r.latency_ms > 0
+        body = stub.requests[0]
+        assert body["model"] == "stub-model" and body["temperature"] == 0.3 and body["max_tokens"] == 32
+        assert body["messages"] == [{"role": "user", "content": "user@sandbox:~$ "}]
+
+
+def test_litellm_retries_rate_limits_then_succeeds():
+    with LlmStub(replies=["pwd"], fail_first=2, fail_status=429) as stub:
+        op = LitellmOperator("openai/m", api_base=stub.base_url, retries=3, backoff_s=0.01)
+        assert op.reply(VIEW).text == "pwd"
+        assert len(stub.requests) == 3
+
+
+def test_litellm_gives_up_after_retries_with_typed_error():
+    with LlmStub(fail_first=100, fail_status=503) as stub:
+        op = LitellmOperator("openai/m", api_base=stub.base_url, retries=2, backoff_s=0.01)
+        with pytest.raises(OperatorError, match="3 attempts"):
+            op.reply(VIEW)
+        assert len(stub.requests) == 3
+
+
+def test_litellm_does_not_retry_a_bad_request():
+    with LlmStub(fail_first=100, fail_status=400) as stub:
+        op = LitellmOperator("openai/m", api_base=stub.base_url, retries=3, backoff_s=0.01)
+        with pytest.raises(OperatorError):
+            op.reply(VIEW)
+        assert len(stub.requests) == 1
+
+
+def test_litellm_unreachable_is_operator_error():
+    op = LitellmOperator("openai/m", api_base="http://127.0.0.1:9/v1", retries=1, backoff_s=0.01, timeout_s=2)
+    with pytest.raises(OperatorError):
+        op.reply(VIEW)
+
+
+def test_litellm_episode_sees_scaffold_but_record_does_not():
+    bundle = empty_queue_bundle()
+    replies = ["Let me see what this machine says.", "$ tasks --list", "exit"]
+    with LlmStub(replies=replies) as stub:
+        settings = Settings(teacher_api_base=stub.base_url, teacher_api_key="k", max_turns=6)
+        traj = run_episode(bundle, "litellm:openai/stub", 0, settings=settings, sandbox_config=FakeSandboxConfig())
+    assert traj.outcome == "success", traj.error
+    assert traj.first_reply_is_command is False and traj.non_command_replies == 1
+    first_request = stub.requests[0]["messages"]
+    assert first_request[0] == {"role": "system", "content": SCAFFOLD}
+    # the second request shows the operator its prose and the shell's complaint
+    assert "not found" in stub.requests[1]["messages"][-1]["content"]
+    assert all(m.role != "system" for m in traj.messages)
+    assert [m.content for m in traj.messages if m.role == "assistant"] == ["tasks --list", "exit"]
+    assert traj.stats.tokens_in > 0 and traj.stats.tokens_out > 0
+    assert all(t.stats.latency_ms > 0 for t in traj.turns)
+
+
+def test_student_spec_goes_to_the_student_endpoint():
+    with LlmStub(replies=["exit"]) as stub:
+        settings = Settings(student_api_base=stub.base_url, max_turns=3)
+        traj = run_episode(empty_queue_bundle(), "student:adapter-7", 0, settings=settings,
+                           sandbox_config=FakeSandboxConfig())
+        assert stub.requests[0]["model"] == "adapter-7"
+    assert traj.outcome == "success" and traj.operator == "student:adapter-7"
+
+
+def test_unreachable_model_is_an_operator_error_outcome():
+    settings = Settings(teacher_api_base="http://127.0.0.1:9/v1", max_turns=3)
+    traj = run_episode(success_bundle(), "litellm:openai/none", 0, settings=settings, sandbox_config=FakeSandboxConfig())
+    assert traj.outcome == "operator_error" and not traj.keep and "attempts" in (traj.error or "")
+
+
+def test_every_operator_meets_the_protocol():
+    from workers.operators import Operator
+
+    settings = Settings(student_api_base="http://127.0.0.1:9/v1")
+    for spec in ("oracle", "scripted", 'scripted:["ls"]', "litellm:openai/m", "student:a"):
+        op = make_operator(spec, settings)
+        assert isinstance(op, Operator) and op.spec == spec
+        assert op.needs_scaffold == spec.startswith(("litellm", "student"))

@@ -1,0 +1,86 @@
+"""Stage E: preference pairs share the prefix up to the first diverging command."""
+
+from __future__ import annotations
+
+from common.trajectory import Message, Trajectory
+from workers.pairs import build_pairs, divergence, make_pair
+from workers.record import environment_text, login_text
+
+HOME = "/home/user"
+
+
+def convo(*steps: tuple[str, str]) -> list[Message]:
+    """Deploy messages from (command, output) steps; the last command is the terminal."""
+    msgs = [Message(role="user", content=login_text("motd\n"))]
+    for i, (cmd, out) in enumerate(steps):
+        msgs.append(Message(role="assistant", content=cmd))
+        if i < len(steps) - 1:
+            msgs.append(Message(role="user", content=environment_text(out, HOME)))
+    return msgs
+
+
+def traj(tid: str, outcome: str, messages: list[Message], scenario: str = "s1") -> Trajectory:
+    return Trajectory(id=tid, scenario_id=scenario, archetype="queue_processing", split="train",
+                      operator="oracle", sample=0, seed=0, expected_terminal="exit", outcome=outcome,
+                      keep=outcome == "success", messages=messages, first_reply_is_command=True)
+
+
+GOOD = convo(("tasks --help", "usage"), ("tasks --list", "1 pending"), ("echo done > r", ""), ("exit", ""))
+WRONG_TERMINAL = convo(("tasks --help", "usage"), ("tasks --list", "1 pending"), ("panic stuck", ""))
+SKIPPED = convo(("tasks --help", "usage"), ("tasks --list", "1 pending"), ("exit", ""))
+LOOKED = convo(("ls", "NOTICE"), ("tasks --help", "usage"), ("exit", ""))
+
+
+def test_pair_shares_the_prefix_and_splits_at_the_first_diverging_command():
+    keeper, reject = traj("k1", "success", GOOD), traj("r1", "wrong_terminal", WRONG_TERMINAL)
+    pair = make_pair(keeper, reject)
+    assert pair.prompt == GOOD[:5] and pair.prompt[-1].role == "user"
+    assert pair.chosen[0] == Message(role="assistant", content="echo done > r")
+    assert pair.rejected == [Message(role="assistant", content="panic stuck")]
+    assert pair.prompt + pair.chosen == GOOD and pair.prompt + pair.rejected == WRONG_TERMINAL
+    assert pair.rejected_outcome == "wrong_terminal" and (pair.chosen_id, pair.rejected_id) == ("k1", "r1")
+
+
+def test_divergence_on_output_moves_back_to_the_command():
+    other_output = convo(("tasks --help", "usage"), ("tasks --list", "2 pending"), ("exit", ""))
+    i = divergence(GOOD, other_output)
+    assert GOOD[i].role == "assistant" and GOOD[i].content == "tasks --list"
+
+
+def test_divergence_at_the_first_command():
+    pair = make_pair(traj("k", "success", GOOD), traj("r", "checker_fail", LOOKED))
+    assert pair.prompt == GOOD[:1] and pair.chosen == GOOD[1:] and pair.rejected == LOOKED[1:]
+
+
+def test_identical_or_prefix_conversations_make_no_pair():
+    assert make_pair(traj("k", "success", GOOD), traj("r", "checker_fail", GOOD)) is None
+    assert make_pair(traj("k", "success", GOOD), traj("r", "no_terminal", GOOD[:3])) is None
+
+
+def test_build_pairs_dedupes_caps_and_spreads_over_rejects():
+    keepers = [traj(f"k{i}", "success", GOOD) for i in range(3)]  # three identical keepers
+    rejects = [traj("r1", "wrong_terminal", WRONG_TERMINAL), traj("r2", "checker_fail", SKIPPED),
+               traj("r3", "checker_fail", LOOKED), traj("r4", "checker_fail", SKIPPED)]  # r4 repeats r2
+    pairs = build_pairs(keepers + rejects, cap=10)
+    assert len(pairs) == 3, "identical pairs collapse"
+    assert len({p.id for p in pairs}) == 3
+    assert {p.rejected_outcome for p in pairs} == {"wrong_terminal", "checker_fail"}
+    capped = build_pairs(keepers + rejects, cap=2)
+    assert len(capped) == 2 and len({p.rejected_id for p in capped}) == 2
+    assert build_pairs(keepers + rejects, cap=10) == pairs, "deterministic"
+
+
+def test_pairs_stay_within_a_scenario_and_skip_unusable_rejects():
+    ts = [traj("k", "success", GOOD, "s1"), traj("r", "wrong_terminal", WRONG_TERMINAL, "s2"),
+          traj("e", "operator_error", GOOD[:1], "s1"), traj("sb", "sandbox_error", [], "s1")]
+    assert build_pairs(ts, cap=8) == []
+    only_keepers = [traj("k1", "success", GOOD), traj("k2", "success", GOOD)]
+    assert build_pairs(only_keepers, cap=8) == []
+
+
+def test_each_reject_meets_the_keeper_it_shares_most_with_first():
+    looked_good = convo(("ls", "NOTICE"), ("tasks --help", "usage"), ("echo done > r", ""), ("exit", ""))
+    keepers = [traj("k1", "success", GOOD), traj("k2", "success", looked_good)]
+    reject = traj("r1", "checker_fail", LOOKED)  # starts with `ls` like k2, errs later
+    [pair] = build_pairs(keepers + [reject], cap=1)
+    assert pair.chosen_id == "k2" and len(pair.prompt) == 5

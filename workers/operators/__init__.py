@@ -1,0 +1,76 @@
+"""Operators: what acts at the prompt. One contract (base.Operator), chosen by a spec string.
+
+    make_operator("oracle")                      # the privileged embedded teacher
+    make_operator("scripted")                    # replays the bundle's reference solution
+    make_operator('scripted:["ls", "exit"]')     # fixed replies (a JSON list)
+    make_operator("litellm:openai/gpt-4o-mini")  # any litellm model (FARM_TEACHER_API_BASE/KEY)
+    make_operator("student:ADAPTER")             # the student at FARM_STUDENT_API_BASE
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+from common.settings import Settings, get_settings
+from workers.errors import UnknownOperator
+from workers.operators.base import Operator, OperatorReply
+
+__all__ = ["OPERATORS", "Operator", "OperatorReply", "make_operator"]
+
+# Short name -> "module:factory"; a factory takes (argument after the colon or None, settings).
+OPERATORS: dict[str, str] = {
+    "oracle": "workers.operators:_oracle",
+    "scripted": "workers.operators:_scripted",
+    "litellm": "workers.operators:_litellm",
+    "student": "workers.operators:_student",
+}
+
+
+def make_operator(spec: str, settings: Settings | None = None) -> Operator:
+    """The operator `spec` names. Raises UnknownOperator listing the valid names."""
+    name, _, arg = (spec or "").partition(":")
+    if name not in OPERATORS:
+        raise UnknownOperator(f"unknown operator {spec!r}; valid: {', '.join(sorted(OPERATORS))} "
+                              "(litellm and student take ':MODEL' / ':ADAPTER')")
+    module, _, attr = OPERATORS[name].partition(":")
+    factory = getattr(importlib.import_module(module), attr)
+    return factory(arg or None, settings or get_settings(), spec)
+
+
+def _oracle(arg: str | None, settings: Settings, spec: str) -> Operator:
+    from workers.operators.oracle import OracleOperator
+
+    if arg:
+        raise UnknownOperator(f"the oracle takes no argument, got {spec!r}")
+    return OracleOperator(mistake_rate=settings.oracle_mistake_rate, spec=spec)
+
+
+def _scripted(arg: str | None, settings: Settings, spec: str) -> Operator:
+    from workers.operators.scripted import ScriptedOperator
+
+    if arg is None:
+        return ScriptedOperator(spec=spec)
+    try:
+        replies = json.loads(arg)
+    except json.JSONDecodeError as exc:
+        raise UnknownOperator(f"scripted replies must be a JSON list of strings: {exc}") from exc
+    if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
+        raise UnknownOperator("scripted replies must be a JSON list of strings")
+    return ScriptedOperator(replies, spec=spec)
+
+
+def _litellm(arg: str | None, settings: Settings, spec: str) -> Operator:
+    from workers.operators.litellm_operator import LitellmOperator
+
+    if not arg:
+        raise UnknownOperator("litellm needs a model: 'litellm:PROVIDER/MODEL', e.g. 'litellm:openai/gpt-4o-mini'")
+    return LitellmOperator.from_settings(arg, settings, spec=spec)
+
+
+def _student(arg: str | None, settings: Settings, spec: str) -> Operator:
+    from workers.operators.litellm_operator import student_operator
+
+    if not arg:
+        raise UnknownOperator("student needs an adapter name: 'student:ADAPTER'")
+    return student_operator(arg, settings)

@@ -1,0 +1,89 @@
+"""Stage E: rejects become DPO negatives against keepers of the same scenario.
+
+A pair shares the conversation up to the first command where keeper and reject differ
+(`prompt`, ending with the machine's turn) and differs from there on: `chosen` is the
+keeper's continuation, `rejected` the reject's. Both continuations start with a command.
+Identical pairs collapse (their id is their content hash); each scenario gets at most
+`cap` pairs, spread over as many distinct rejects as possible.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from common.ids import content_id
+from common.trajectory import Message, Pair, Trajectory
+
+
+def divergence(a: list[Message], b: list[Message]) -> int | None:
+    """Index of the first assistant message where `a` and `b` part; None if neither continues past it.
+
+    When they first differ on a machine turn (the same command answered differently), the
+    split moves back to that command, so both continuations still start with an assistant turn.
+    """
+    n = min(len(a), len(b))
+    i = next((k for k in range(n) if a[k] != b[k]), n)
+    if i < n and a[i].role == "user":
+        i -= 1
+    if i <= 0 or i >= len(a) or i >= len(b):
+        return None
+    if a[i].role != "assistant" or b[i].role != "assistant":
+        return None
+    return i
+
+
+def make_pair(keeper: Trajectory, reject: Trajectory) -> Pair | None:
+    """The pair for one keeper and one reject of the same scenario, or None if they do not diverge."""
+    i = divergence(keeper.messages, reject.messages)
+    if i is None:
+        return None
+    prompt, chosen, rejected = keeper.messages[:i], keeper.messages[i:], reject.messages[i:]
+    body = [[m.model_dump() for m in part] for part in (prompt, chosen, rejected)]
+    return Pair(
+        id=content_id(body, prefix="pair-"), scenario_id=keeper.scenario_id, archetype=keeper.archetype,
+        split=keeper.split, prompt=prompt, chosen=chosen, rejected=rejected,
+        rejected_outcome=reject.outcome, chosen_id=keeper.id, rejected_id=reject.id,
+    )
+
+
+def _usable_reject(t: Trajectory) -> bool:
+    # An operator/sandbox failure says nothing about the operator's choices: no negative there.
+    return not t.keep and t.outcome not in ("operator_error", "sandbox_error") and len(t.messages) > 1
+
+
+def build_pairs(trajectories: list[Trajectory], cap: int) -> list[Pair]:
+    """Pairs for every scenario with at least one keeper and one reject; at most `cap` per scenario."""
+    by_scenario: dict[str, list[Trajectory]] = defaultdict(list)
+    for t in trajectories:
+        by_scenario[t.scenario_id].append(t)
+    pairs: list[Pair] = []
+    for scenario_id in sorted(by_scenario):
+        group = sorted(by_scenario[scenario_id], key=lambda t: t.id)
+        keepers = [t for t in group if t.keep and len(t.messages) > 1]
+        rejects = [t for t in group if _usable_reject(t)]
+        pairs.extend(_capped(keepers, rejects, cap))
+    return pairs
+
+
+def _capped(keepers: list[Trajectory], rejects: list[Trajectory], cap: int) -> list[Pair]:
+    """Round-robin over rejects, so a cap spreads pairs over distinct rejects before reusing one.
+
+    Each reject meets its keepers longest-shared-prefix first: a pair that parts where the
+    mistake was made teaches more than one that parts on a harmless variation (`ls` vs `pwd`).
+    """
+    ranked = []
+    for reject in rejects:
+        scored = [(divergence(k.messages, reject.messages) or 0, -i) for i, k in enumerate(keepers)]
+        ranked.append([-neg_i for _, neg_i in sorted(scored, reverse=True)])
+    seen: set[str] = set()
+    chosen: list[Pair] = []
+    for k in range(len(keepers)):
+        for ri, reject in enumerate(rejects):
+            if len(chosen) >= cap:
+                return chosen
+            pair = make_pair(keepers[ranked[ri][k]], reject)
+            if pair is None or pair.id in seen:
+                continue
+            seen.add(pair.id)
+            chosen.append(pair)
+    return chosen
