@@ -1,0 +1,220 @@
+"""The base model held in memory once, with named LoRA adapters swapped in and out around it.
+
+    rm = ResidentModel.load("smollm2")
+    rm.load_adapter("sft-1a2b", "/adapters/sft-1a2b")      # peft load_adapter: the base is not reloaded
+    ids = rm.prompt_ids(messages)                           # canonicalize + the serving render
+    rm.generate("sft-1a2b", [ids], [SamplingParams(temperature=0)])
+
+`generate` runs one batched `model.generate` for prompts that share a model and sampling
+settings: prompts are left-padded, each row stops at the end-of-turn token (what training
+supervises as the stop), at its own `max_tokens` or at one of its stop strings. All model
+access is serialised by one lock, so adapter loads never race a generation.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import StoppingCriteria
+
+from gpu.errors import GpuError
+from gpu.render import _render_text, encode, render_serving_prompt, special_token_ids
+
+BASE_ALIAS = "base"
+
+
+class UnknownModel(GpuError, LookupError):
+    """A request named a model that is neither the base nor a loaded adapter."""
+
+
+class AdapterLoadError(GpuError, ValueError):
+    """An adapter could not be loaded (bad path, name clash, incompatible with the base)."""
+
+
+class SamplingParams(BaseModel):
+    """Per-request sampling; requests batch together only when `group_key` is equal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    temperature: float = Field(1.0, ge=0.0, description="0 means greedy (OpenAI's default is 1).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1, le=8192, description="Cap on generated tokens for this request.")
+    stop: tuple[str, ...] = Field((), description="Stop strings; the text is cut before the first one.")
+    seed: int | None = Field(None, description="Seeds the sampler for the batch this request runs in.")
+
+    def group_key(self) -> tuple:
+        # max_tokens and stop are per row; sampling settings are per generate call.
+        if self.temperature == 0.0:
+            return ("greedy",)
+        return ("sample", self.temperature, self.top_p, self.seed)
+
+
+class Completion(BaseModel):
+    text: str
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def end_of_turn_ids(tokenizer: Any) -> list[int]:
+    """Token ids that end an assistant turn: eos plus the special token the template closes a turn with."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    probe = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ls"}]
+    prompt = _render_text(tokenizer, probe[:1], True)
+    full = _render_text(tokenizer, probe, False)
+    if full.startswith(prompt):
+        specials = special_token_ids(tokenizer)
+        completion = encode(tokenizer, full[len(prompt):])
+        ids.update(t for t in completion[1:] if t in specials)  # the first token is the command itself
+    if not ids:
+        raise GpuError("the tokenizer has no eos token and its template closes turns with no special token: cannot stop generation")
+    return sorted(ids)
+
+
+class ResidentModel:
+    """A loaded base model plus named peft adapters; thread-safe."""
+
+    def __init__(self, model: Any, tokenizer: Any, base_name: str):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.base_name = base_name
+        self.adapters: dict[str, str] = {}
+        self.eot_ids = end_of_turn_ids(tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eot_ids[0]
+        self.generate_calls = 0
+        self.lock = threading.Lock()
+
+    @classmethod
+    def load(cls, base: str, device: str | None = None) -> ResidentModel:
+        from gpu.model import load_model, load_tokenizer
+
+        return cls(load_model(base, device=device), load_tokenizer(base), base)
+
+    # --- names
+    @property
+    def base_names(self) -> tuple[str, ...]:
+        return (BASE_ALIAS, self.base_name)
+
+    def model_names(self) -> list[str]:
+        return [self.base_name, BASE_ALIAS, *self.adapters]
+
+    def check_model(self, name: str) -> None:
+        if name not in self.base_names and name not in self.adapters:
+            raise UnknownModel(f"model {name!r} is not served here; available: {', '.join(self.model_names())} "
+                               "(load an adapter with POST /v1/adapters)")
+
+    # --- adapters
+    def load_adapter(self, name: str, path: str | Path) -> None:
+        from peft import PeftModel
+
+        if not name or "/" in name or name in self.base_names:
+            raise AdapterLoadError(f"invalid adapter name {name!r}: non-empty, no '/', not {' or '.join(self.base_names)}")
+        path = Path(path)
+        if not (path / "adapter_config.json").is_file():
+            raise AdapterLoadError(f"{path} is not a peft adapter directory (no adapter_config.json)")
+        with self.lock:
+            if name in self.adapters:
+                raise AdapterLoadError(f"adapter {name!r} is already loaded from {self.adapters[name]}; DELETE it first")
+            try:
+                if isinstance(self.model, PeftModel):
+                    self.model.load_adapter(str(path), adapter_name=name)
+                else:
+                    # The first adapter wraps the resident base in place: its weights are shared, not copied.
+                    self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+                    self.model.eval()
+            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                raise AdapterLoadError(f"cannot load adapter {name!r} from {path}: {exc}") from exc
+            self.adapters[name] = str(path)
+
+    def unload_adapter(self, name: str) -> None:
+        with self.lock:
+            if name not in self.adapters:
+                raise UnknownModel(f"adapter {name!r} is not loaded; loaded: {', '.join(self.adapters) or 'none'}")
+            if len(self.adapters) == 1:
+                # peft cannot run with zero adapters; unload() strips the LoRA layers and hands back the base.
+                self.model = self.model.unload()
+            else:
+                if self.model.active_adapter == name:
+                    self.model.set_adapter(next(a for a in self.adapters if a != name))
+                self.model.delete_adapter(name)
+            del self.adapters[name]
+
+    # --- generation
+    def prompt_ids(self, messages: Sequence[Any]) -> list[int]:
+        """The same canonicalisation and serving render that training's prefixes equal."""
+        return render_serving_prompt(self.tokenizer, messages)
+
+    def generate(self, name: str, prompts: list[list[int]], params: list[SamplingParams]) -> list[Completion]:
+        """One batched generate for prompts sharing `name` and a sampling group key."""
+        import torch
+
+        if len(prompts) != len(params) or not prompts:
+            raise ValueError("need one SamplingParams per prompt, and at least one prompt")
+        if len({p.group_key() for p in params}) != 1:
+            raise ValueError("prompts in one generate call must share temperature, top_p and seed")
+        width = max(len(p) for p in prompts)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], dtype=torch.long)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
+        first = params[0]
+        kwargs: dict[str, Any] = dict(max_new_tokens=max(p.max_tokens for p in params), eos_token_id=self.eot_ids,
+                                      pad_token_id=self.pad_id, do_sample=first.temperature > 0)
+        if first.temperature > 0:
+            kwargs.update(temperature=first.temperature, top_p=first.top_p, top_k=0)
+        limits = [p.max_tokens for p in params]
+        with self.lock:
+            self.check_model(name)  # again: it may have been unloaded while the request queued
+            kwargs["stopping_criteria"] = [_RowLimits(width, limits, [p.stop for p in params], self.tokenizer)]
+            device = self.model.device
+            if first.seed is not None and first.temperature > 0:
+                torch.manual_seed(first.seed)
+            with torch.inference_mode():
+                if name in self.base_names:
+                    out = self._generate_base(input_ids.to(device), mask.to(device), kwargs)
+                else:
+                    self.model.set_adapter(name)
+                    out = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs)
+            self.generate_calls += 1
+        return [self._finish(out[i, width:].tolist(), len(prompts[i]), params[i]) for i in range(len(prompts))]
+
+    def _generate_base(self, input_ids: Any, mask: Any, kwargs: dict) -> Any:
+        from peft import PeftModel
+
+        if isinstance(self.model, PeftModel):
+            with self.model.disable_adapter():
+                return self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        return self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+
+    def _finish(self, generated: list[int], prompt_len: int, params: SamplingParams) -> Completion:
+        tokens = generated[: params.max_tokens]
+        finish: Literal["stop", "length"] = "length"
+        for pos, token in enumerate(tokens):
+            if token in self.eot_ids:
+                tokens, finish = tokens[: pos + 1], "stop"
+                break
+        text = self.tokenizer.decode([t for t in tokens if t not in self.eot_ids], skip_special_tokens=True)
+        cuts = [text.find(s) for s in params.stop if s and s in text]
+        if cuts:
+            text, finish = text[: min(cuts)], "stop"
+        elif finish == "length" and len(tokens) < params.max_tokens:
+            finish = "stop"  # generation ended early without eot: only a stop criterion does that
+        return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_len, completion_tokens=len(tokens))
+
+
+class _RowLimits(StoppingCriteria):
+    """Per-row stopping: each row ends at its own max_tokens or stop string (eot is generate's own)."""
+
+    def __init__(self, prompt_width: int, limits: list[int], stops: list[tuple[str, ...]], tokenizer: Any):
+        self.width, self.limits, self.stops, self.tokenizer = prompt_width, limits, stops, tokenizer
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        produced = input_ids.shape[1] - self.width
+        done = torch.tensor([produced >= limit for limit in self.limits], device=input_ids.device)
+        for i, stops in enumerate(self.stops):
+            if stops and not done[i]:
+                text = self.tokenizer.decode(input_ids[i, self.width:], skip_special_tokens=True)
+                done[i] = any(s and s in text for s in stops)
+        return done
