@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     rollout_concurrency: int = Field(8, description="Concurrent episodes per rollout worker process (threads).")
     max_attempts: int = Field(3, description="Attempts before a task becomes a dead letter.")
     train_threshold: int = Field(64, description="New keepers that trigger a training job.")
+    visibility_timeout_s: int = Field(0, description="Redis redelivers an unacked task after this long; 0 = derived from the longest CPU task's hard time limit.")
+    retry_backoff_s: float = Field(2.0, description="First retry delay for transient errors; doubles per attempt (capped at 60 s).")
+    orphan_sweep_s: float = Field(60.0, description="Sandbox workers remove orphaned containers (dead owner, past deadline) this often.")
 
     # --- gpu
     base_model: str = Field("smollm2", description="Base model: 'smollm2' (the embedded GGUF), a local dir, a hub id or a .gguf path.")

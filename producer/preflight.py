@@ -1,0 +1,84 @@
+"""Checks for what a user can get wrong, each failing with what to do next (no traceback)."""
+
+from __future__ import annotations
+
+import redis
+
+from common.settings import Settings
+from producer.errors import BadArgument, BrokerUnreachable, PrerequisiteMissing
+
+
+def check_broker(url: str) -> redis.Redis:
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise BrokerUnreachable(
+            f"cannot reach the broker at {_redact(url)} ({exc}). Start Redis (`docker compose up -d redis`), "
+            "set FARM_BROKER_URL (or --broker), or use `producer run` for a self-contained run") from exc
+    except redis.AuthenticationError as exc:
+        raise BrokerUnreachable(f"the broker at {_redact(url)} refused the password: set it in FARM_BROKER_URL "
+                                "as redis://:PASSWORD@host:port/0") from exc
+    return client
+
+
+def check_author(author: str) -> None:
+    if author == "procedural":
+        return
+    if author.startswith("litellm:") and author.removeprefix("litellm:").strip():
+        return
+    raise BadArgument(f"unknown author {author!r}: use 'procedural' or 'litellm:MODEL' "
+                      "(e.g. litellm:openai/gpt-4o-mini)")
+
+
+def check_operator(operator: str, settings: Settings) -> None:
+    from workers.errors import UnknownOperator
+    from workers.operators import OPERATORS
+
+    name, _, arg = operator.partition(":")
+    if name not in OPERATORS or (name in ("litellm", "student") and not arg.strip()):
+        raise BadArgument(f"unknown operator {operator!r}: use one of oracle, scripted, litellm:MODEL, "
+                          "student:ADAPTER")
+    if name in ("oracle", "scripted"):
+        try:
+            from workers.operators import make_operator
+
+            make_operator(operator, settings)
+        except UnknownOperator as exc:
+            raise BadArgument(str(exc)) from exc
+
+
+def check_sandbox(settings: Settings) -> None:
+    """The engine answers and the sandbox image is present (docker backend only)."""
+    from sandbox import ImageMissing, config_from_settings
+    from sandbox.errors import SandboxError
+
+    config = config_from_settings(settings)
+    if config.type != "docker":
+        return
+    try:
+        import docker.errors
+
+        from sandbox.docker_backend import connect
+
+        client = connect(config)
+        client.images.get(config.image)
+    except docker.errors.ImageNotFound as exc:
+        raise PrerequisiteMissing(
+            f"the sandbox image {config.image} is missing: build it with `sandbox/image/build.sh` "
+            "(offline) or `docker build -f Dockerfile.dash -t sekfarm-dash .`") from exc
+    except ImageMissing as exc:
+        raise PrerequisiteMissing(str(exc)) from exc
+    except SandboxError as exc:
+        raise PrerequisiteMissing(f"{exc} (is the Docker engine running and can this user reach "
+                                  "/var/run/docker.sock? set FARM_DOCKER_URL otherwise)") from exc
+    except Exception as exc:  # docker SDK / requests errors: the engine is not reachable
+        raise PrerequisiteMissing(f"cannot reach the Docker engine ({type(exc).__name__}: {exc}); start it, "
+                                  "or set FARM_DOCKER_URL / DOCKER_HOST") from exc
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,99 @@
+"""compose.yaml end to end: Redis, Flower, author and two rollout workers from the worker
+image (host networking override, loopback only), fed by `producer enqueue` with the oracle."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from common.store import Store
+
+pytestmark = [pytest.mark.compose, pytest.mark.slow, pytest.mark.docker]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _image_exists(name: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def images():
+    from tests.conftest import docker_ready
+
+    if not shutil.which("docker-compose"):
+        pytest.skip("docker-compose (v1) not installed: apt-get install docker-compose")
+    if docker_ready():
+        pytest.skip(docker_ready())
+    for image, target in (("sekfarm-worker:latest", "cpu"), ("sekfarm-redis:latest", "redis")):
+        if not _image_exists(image):
+            subprocess.run([str(ROOT / "docker" / "build-images.sh"), image], check=True, timeout=1500,
+                           env={**os.environ, "TARGET": target})
+
+
+def test_compose_farm_end_to_end(images, tmp_path):
+    from producer.redis_local import free_port
+
+    project = f"sekfarm-e2e-{secrets.token_hex(3)}"
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    env = {**os.environ, "FARM_REDIS_PASSWORD": secrets.token_hex(8), "FARM_FLOWER_USER": "farm",
+           "FARM_FLOWER_PASSWORD": secrets.token_hex(8), "FARM_REDIS_PORT": str(free_port()),
+           "FARM_FLOWER_PORT": str(free_port()), "FARM_STORE_DIR": str(store_dir),
+           "FARM_ROLLOUT_CONCURRENCY": "4", "FARM_MAX_LIVE_CONTAINERS": "4"}
+    compose = ["docker-compose", "-p", project, "--project-directory", str(ROOT), "-f", str(ROOT / "compose.yaml"),
+               "-f", str(ROOT / "docker" / "compose.hostnet.yaml")]
+
+    def dc(*args, timeout=300, check=True):
+        return subprocess.run([*compose, *args], env=env, capture_output=True, text=True, timeout=timeout,
+                              check=check)
+
+    try:
+        dc("up", "-d", "--no-build", "--scale", "rollout=2", "redis", "flower-host", "author", "rollout")
+        flower = f"http://127.0.0.1:{env['FARM_FLOWER_PORT']}"
+        auth = (env["FARM_FLOWER_USER"], env["FARM_FLOWER_PASSWORD"])
+        assert _wait(lambda: _get(f"{flower}/api/workers", auth) is not None, 90), dc("logs", check=False).stdout[-3000:]
+        assert httpx.get(f"{flower}/api/tasks", timeout=5).status_code == 401  # basic auth is on
+        out = dc("run", "--rm", "producer", "enqueue", "--scenarios", "3", "--samples", "2", "--operator", "oracle",
+                 "--seed", "9")
+        assert "enqueued 1 author task(s)" in out.stdout, out.stdout + out.stderr
+        store = Store(str(store_dir))
+
+        def done():
+            gated = list(store.iter("gate"))
+            admitted = sum(1 for g in gated if g["admitted"])
+            return len(gated) == 3 and store.count("trajectories") == 2 * admitted and admitted > 0
+        assert _wait(done, 240), dc("logs", "--tail", "50", check=False).stdout[-4000:]
+        tasks = _get(f"{flower}/api/tasks", auth)
+        names = {t.get("name") for t in tasks.values()}
+        assert {"farm.author", "farm.gate", "farm.rollout"} <= names
+        rollouts = [t for t in tasks.values() if t.get("name") == "farm.rollout"]
+        assert rollouts and all(t["state"] == "SUCCESS" for t in rollouts)
+        assert len({t.get("worker") for t in rollouts}) >= 1
+        status = dc("run", "--rm", "producer", "status", "--json").stdout
+        assert '"rollouts":' in status
+    finally:
+        dc("down", "-v", "--remove-orphans", timeout=180, check=False)
+
+
+def _get(url, auth):
+    try:
+        r = httpx.get(url, auth=auth, timeout=5)
+        return r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def _wait(pred, timeout, every=1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(every)
+    return False

@@ -1,0 +1,187 @@
+"""What each finished stage enqueues next, and the Redis counters that decide it.
+
+    author chunk done   -> one gate task per new bundle
+    gate admitted       -> `samples` rollout tasks;   gate rejected -> scenario finished
+    rollout recorded    -> when all of its batch are recorded: the scenario's pairs task
+    keeper recorded     -> when `train_threshold` new keepers exist: a train task
+    pairs done          -> scenario finished
+
+Nothing blocks on another task (no `.get()`, no chords). Every bookkeeping step is
+idempotent (Redis sets, not increments), so a redelivered task may repeat it safely, and
+every send goes through `send_once`: a task id already sent is never sent again. A send
+is marked *after* it succeeds, so a crash between the two can only duplicate a message,
+never lose one; the tasks are idempotent, so a duplicate changes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from common.ids import derived_id
+from common.settings import Settings, get_settings
+from common.store import Store
+from workers.celery_app import AUTHOR_TASK, GATE_TASK, PAIRS_TASK, ROLLOUT_TASK, TRAIN_TASK, app
+
+SENT_TTL_S = 30 * 24 * 3600
+_KEEPERS_LUA = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then redis.call('SADD', KEYS[2], ARGV[1]) end
+if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[2]) then
+  redis.call('RENAME', KEYS[2], KEYS[3])
+  redis.call('EXPIRE', KEYS[3], 86400)
+  return redis.call('SMEMBERS', KEYS[3])
+end
+return {}
+"""
+
+
+@lru_cache(maxsize=8)
+def redis_client(url: str) -> redis.Redis:
+    """A client that rides out a Redis restart (retries with backoff on connection errors)."""
+    return redis.Redis.from_url(
+        url, retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 12),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError], health_check_interval=10,
+        socket_connect_timeout=5, socket_timeout=30,
+    )
+
+
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def store_for(settings: Settings | None = None) -> Store:
+    url = (settings or get_settings()).store
+    with _stores_lock:
+        if url not in _stores:
+            _stores[url] = Store(url)
+        return _stores[url]
+
+
+class Keys:
+    """Redis key names, namespaced by the store's identity."""
+
+    def __init__(self, store: Store):
+        self.ns = f"sekfarm:{store.identity()}"
+
+    def sent(self, task_id: str) -> str:
+        return f"{self.ns}:sent:{task_id}"
+
+    def attempts(self, task_id: str) -> str:
+        return f"{self.ns}:attempts:{task_id}"
+
+    def batch(self, scenario_id: str, operator: str) -> str:
+        return f"{self.ns}:rollouts:{scenario_id}:{operator}"
+
+    @property
+    def finished(self) -> str:
+        return f"{self.ns}:finished"
+
+    @property
+    def keepers_all(self) -> str:
+        return f"{self.ns}:keepers:all"
+
+    @property
+    def keepers_pending(self) -> str:
+        return f"{self.ns}:keepers:pending"
+
+
+class Pipeline:
+    """Enqueue-next decisions for one store and one broker."""
+
+    def __init__(self, store: Store, settings: Settings | None = None, client: redis.Redis | None = None):
+        self.settings = settings or get_settings()
+        self.store = store
+        self.redis = client or redis_client(self.settings.broker_url)
+        self.keys = Keys(store)
+
+    # --- sending
+    def send_once(self, name: str, task_id: str, kwargs: dict) -> bool:
+        """Send `name` with a deterministic id unless that id was already sent. True if sent now."""
+        marker = self.keys.sent(task_id)
+        if self.redis.exists(marker):
+            return False
+        app.send_task(name, kwargs=kwargs, task_id=task_id)
+        self.redis.set(marker, 1, ex=SENT_TTL_S)
+        return True
+
+    def was_sent(self, task_id: str) -> bool:
+        return bool(self.redis.exists(self.keys.sent(task_id)))
+
+    # --- stage transitions
+    def enqueue_authoring(self, scenarios: int, samples: int, seed: int, author: str, operator: str,
+                          split: str | None = None) -> list[tuple[str, bool]]:
+        """Author tasks for `scenarios` balanced combos, in chunks. Returns [(task id, sent now)]:
+        False where the same task was sent before (a re-run of the same command)."""
+        size = 1 if author != "procedural" else 8  # a teacher is slow per bundle: spread it over workers
+        out = []
+        for start in range(0, scenarios, size):
+            kwargs = {"seed": seed, "total": scenarios, "start": start, "count": min(size, scenarios - start),
+                      "author": author, "samples": samples, "operator": operator, "split": split}
+            task_id = author_task_id(**kwargs)
+            out.append((task_id, self.send_once(AUTHOR_TASK, task_id, kwargs)))
+        return out
+
+    def authored(self, bundle_ids: list[str], samples: int, operator: str) -> int:
+        sent = 0
+        for bid in bundle_ids:
+            sent += self.send_once(GATE_TASK, f"gate:{bid}", {"bundle_id": bid, "samples": samples, "operator": operator})
+        return sent
+
+    def gated(self, bundle_id: str, admitted: bool, samples: int, operator: str) -> int:
+        if not admitted:
+            self.redis.sadd(self.keys.finished, bundle_id)
+            return 0
+        from workers.rollout import trajectory_id  # light, but keep the import graph of the app small
+
+        sent = 0
+        for sample in range(samples):
+            tid = trajectory_id(bundle_id, operator, sample)
+            sent += self.send_once(ROLLOUT_TASK, f"rollout:{tid}", {
+                "bundle_id": bundle_id, "operator": operator, "sample": sample, "samples": samples})
+        return sent
+
+    def rollout_recorded(self, scenario_id: str, operator: str, trajectory_id: str, samples: int,
+                         keep: bool, split: str) -> None:
+        key = self.keys.batch(scenario_id, operator)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(key, trajectory_id)
+        pipe.smembers(key)
+        _, members = pipe.execute()
+        if keep and split == "train":
+            self.keeper_recorded(trajectory_id)
+        if len(members) >= samples:
+            ids = sorted(m.decode() for m in members)
+            self.send_once(PAIRS_TASK, f"pairs:{scenario_id}:{derived_id(*ids)}",
+                           {"scenario_id": scenario_id, "trajectory_ids": ids})
+
+    def keeper_recorded(self, trajectory_id: str) -> list[str]:
+        """Count a new train-split keeper; past the threshold, hand the batch to the train queue."""
+        batch_key = f"{self.keys.ns}:keepers:batch:{derived_id(trajectory_id, self.keys.ns)}"
+        batch = self.redis.eval(_KEEPERS_LUA, 3, self.keys.keepers_all, self.keys.keepers_pending, batch_key,
+                                trajectory_id, self.settings.train_threshold)
+        ids = sorted(b.decode() for b in batch or [])
+        if ids:
+            self.request_training(ids, reason="threshold")
+        return ids
+
+    def request_training(self, trajectory_ids: list[str], reason: str) -> str:
+        task_id = f"train:{derived_id(*sorted(trajectory_ids))}"
+        self.send_once(TRAIN_TASK, task_id, {"trajectory_ids": sorted(trajectory_ids), "reason": reason,
+                                             "store": self.store.url})
+        return task_id
+
+    def pairs_done(self, scenario_id: str) -> None:
+        self.redis.sadd(self.keys.finished, scenario_id)
+
+    def finished(self) -> set[str]:
+        return {m.decode() for m in self.redis.smembers(self.keys.finished)}
+
+
+def author_task_id(seed: int, total: int, start: int, count: int, author: str, samples: int, operator: str,
+                   split: str | None) -> str:
+    """Same producer arguments, same ids: a re-run of `producer enqueue` sends nothing twice."""
+    return f"author:{derived_id(seed, total, start, count, author, samples, operator, split)}"
