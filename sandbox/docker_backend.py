@@ -31,6 +31,7 @@ from sandbox.contract import (
 )
 from sandbox.errors import EngineUnavailable, ImageMissing, SandboxClosed, SandboxDied, SandboxError, SandboxTimeout
 from sandbox.exec_replay import run_exec_replay
+from sandbox.fixtures_script import fixture_plan
 from sandbox.fixtures_tar import extract_script
 from sandbox.framing import decode_output, parse_export_dump, quote
 from sandbox.labels import make_labels
@@ -102,13 +103,21 @@ class DockerSandbox:
     # --- life cycle ---------------------------------------------------------------
     def prepare(self) -> "DockerSandbox":
         """Place fixtures (root shell), export the env (operator shell), read the login text."""
-        # one root round trip: extract the world, then print the login text with builtins
-        raw = self._admin(f"{extract_script(self.spec)}\n__sek_rc=$?\n{LOGIN_READER}\nreturn $__sek_rc")
-        if raw.trailer is None or raw.trailer.status != 0:
-            raise SandboxError(f"placing fixtures failed: {decode_output(raw.output)[-500:]}")
-        self._login = decode_output(raw.output)
+        # One round trip per shell, both at once: each places its part of the world; the
+        # root shell then prints the login text, the operator's shell exports the env.
+        plan = fixture_plan(self.spec)
+        root_script = plan.root_script if plan else f"{extract_script(self.spec)}\n__sek_rc=$?"
+        user_script = plan.user_script if plan else "__sek_rc=0"
         exports = "".join(f"export {k}={quote(v)}\n" for k, v in self.spec.env.items())
-        self._session_run(exports + f"cd {quote(OPERATOR_HOME)}", ADMIN_TIMEOUT_S)
+        user = self.entry.user
+        nonce = user.send_command(f"{user_script}\n{exports}cd {quote(OPERATOR_HOME)}; umask 022\nreturn $__sek_rc")
+        login = self._admin(f"{root_script}\n{LOGIN_READER}\nreturn $__sek_rc")
+        placed = user.collect(nonce, time.monotonic() + ADMIN_TIMEOUT_S, 1 << 20)
+        for raw in (login, placed):
+            if raw.trailer is None or raw.trailer.status != 0:
+                raise SandboxError(f"placing fixtures failed: {decode_output(raw.output)[-500:]}")
+        self._login = decode_output(login.output)
+        self._cwd, self._env_dump = placed.trailer.cwd, placed.trailer.env_dump
         self._env = parse_export_dump(self._env_dump) or self._env
         return self
 

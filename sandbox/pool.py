@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
+REFILL_DELAY_S = 0.05
 
 
 class WarmPool:
@@ -32,6 +33,9 @@ class WarmPool:
         self.max_age_s = max_age_s
         self._ready: queue.Queue[Entry] = queue.Queue()
         self._wake = threading.Event()
+        # A refill starts a moment after a take, not during it: on a small machine the
+        # engine's work for the next container would slow the world just handed out.
+        self._refill_after = 0.0
         self._stop = threading.Event()
         self._renamer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sekfarm-rename")
         self._thread = threading.Thread(target=self._fill, name="sekfarm-warm-pool", daemon=True)
@@ -42,6 +46,10 @@ class WarmPool:
             if self._ready.qsize() >= self.size:
                 self._wake.wait(0.5)
                 self._wake.clear()
+                continue
+            pause = self._refill_after - time.monotonic()
+            if pause > 0:
+                self._stop.wait(pause)
                 continue
             try:
                 entry = self.provider.start(role="pool", episode_id="pooled", wait=False)
@@ -65,6 +73,7 @@ class WarmPool:
             except queue.Empty:
                 self._wake.set()
                 return None
+            self._refill_after = time.monotonic() + REFILL_DELAY_S
             self._wake.set()
             if time.monotonic() - entry.created > self.max_age_s:
                 self.provider.discard(entry)

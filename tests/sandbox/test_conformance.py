@@ -214,3 +214,22 @@ def test_fresh_world_per_episode(backend):
     with open_sandbox(SPEC, backend[0]) as second:
         assert second.id != first_id
         assert second.run("cat /tmp/mark").exit_code != 0
+
+
+@pytest.mark.parametrize("files", [
+    # the fast path: builtins in both shells, an existing file overwritten with a new mode
+    (FileFixture(path="/home/user/.profile", content="export FROM_PROFILE=1\n", mode=0o600),
+     FileFixture(path="/home/user/bin/tool", content="#!/bin/sh\necho tool\n", mode=0o755),
+     FileFixture(path="/etc/issue", content="issue text\n", mode=0o600, owner="root")),
+    # the tar path: a root-owned file in the user's tree and a user-owned file outside it
+    (FileFixture(path="/home/user/locked/readonly.txt", content="ro\n", mode=0o444, owner="root"),
+     FileFixture(path="/opt/app/config.ini", content="[main]\n", mode=0o640),
+     FileFixture(path="/etc/issue", content="issue text\n", mode=0o600, owner="root")),
+])
+def test_fixture_paths_modes_and_owners(backend, files):
+    spec = WorldSpec(files=files, episode_id="fixtures", role="test")
+    with open_sandbox(spec, backend[0]) as box:
+        listing = box.check("for f in " + " ".join(f.path for f in files) + "; do stat -c '%a %U' $f; done")
+        assert listing.output.split("\n")[:3] == [f"{f.mode:o} {f.owner}" for f in files]
+        for f in files:
+            assert box.check(f"cat {f.path}").output == f.content
