@@ -84,3 +84,20 @@ def test_each_reject_meets_the_keeper_it_shares_most_with_first():
     reject = traj("r1", "checker_fail", LOOKED)  # starts with `ls` like k2, errs later
     [pair] = build_pairs(keepers + [reject], cap=1)
     assert pair.chosen_id == "k2" and len(pair.prompt) == 5
+
+
+def test_a_prose_reply_becomes_the_rejected_continuation():
+    from common.trajectory import Turn
+
+    prose = "Sure! Let me look at the task list for you and then decide."
+    reject = traj("r-prose", "no_terminal", GOOD[:3])
+    reject.turns = [Turn(index=0, raw_reply="```sh\ntasks --help\n```", command="tasks --help"),
+                    Turn(index=1, raw_reply=prose, command=None)]
+    keeper = traj("k1", "success", GOOD)
+    pair = make_pair(keeper, reject)
+    assert pair.prompt == GOOD[:3] and pair.chosen == GOOD[3:]
+    assert pair.rejected == [Message(role="assistant", content=prose)]
+    # a first reply with no command at all still pairs: the login is the shared prompt
+    chatty = traj("r-chat", "no_terminal", GOOD[:1])
+    chatty.turns = [Turn(index=0, raw_reply="Hello! How can I help you today?", command=None)]
+    assert [p.rejected_id for p in build_pairs([keeper, chatty], cap=4)] == ["r-chat"]

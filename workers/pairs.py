@@ -32,12 +32,31 @@ def divergence(a: list[Message], b: list[Message]) -> int | None:
     return i
 
 
+def as_produced(t: Trajectory) -> list[Message]:
+    """The reject's conversation as the operator produced it, up to its first reply with no command.
+
+    The record keeps commands only (a reply holding none changed nothing in the world),
+    but for a preference pair that prose reply is the very thing to push down: a model
+    that chats at a shell prompt has not reached command mode. It ends the continuation.
+    """
+    out, m = [t.messages[0]] if t.messages else [], 1
+    for turn in t.turns:
+        if turn.command is None:
+            if turn.raw_reply.strip():
+                out.append(Message(role="assistant", content=turn.raw_reply.strip()))
+            return out
+        out.extend(t.messages[m : m + 2])
+        m += 2
+    return t.messages
+
+
 def make_pair(keeper: Trajectory, reject: Trajectory) -> Pair | None:
     """The pair for one keeper and one reject of the same scenario, or None if they do not diverge."""
-    i = divergence(keeper.messages, reject.messages)
+    produced = as_produced(reject)
+    i = divergence(keeper.messages, produced)
     if i is None:
         return None
-    prompt, chosen, rejected = keeper.messages[:i], keeper.messages[i:], reject.messages[i:]
+    prompt, chosen, rejected = keeper.messages[:i], keeper.messages[i:], produced[i:]
     body = [[m.model_dump() for m in part] for part in (prompt, chosen, rejected)]
     return Pair(
         id=content_id(body, prefix="pair-"), scenario_id=keeper.scenario_id, archetype=keeper.archetype,
@@ -48,7 +67,7 @@ def make_pair(keeper: Trajectory, reject: Trajectory) -> Pair | None:
 
 def _usable_reject(t: Trajectory) -> bool:
     # An operator/sandbox failure says nothing about the operator's choices: no negative there.
-    return not t.keep and t.outcome not in ("operator_error", "sandbox_error") and len(t.messages) > 1
+    return not t.keep and t.outcome not in ("operator_error", "sandbox_error") and len(as_produced(t)) > 1
 
 
 def build_pairs(trajectories: list[Trajectory], cap: int) -> list[Pair]:
@@ -73,7 +92,8 @@ def _capped(keepers: list[Trajectory], rejects: list[Trajectory], cap: int) -> l
     """
     ranked = []
     for reject in rejects:
-        scored = [(divergence(k.messages, reject.messages) or 0, -i) for i, k in enumerate(keepers)]
+        produced = as_produced(reject)
+        scored = [(divergence(k.messages, produced) or 0, -i) for i, k in enumerate(keepers)]
         ranked.append([-neg_i for _, neg_i in sorted(scored, reverse=True)])
     seen: set[str] = set()
     chosen: list[Pair] = []

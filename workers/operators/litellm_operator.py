@@ -108,7 +108,11 @@ def student_operator(adapter: str, settings: Settings) -> LitellmOperator:
     """The student adapter behind the resident OpenAI-compatible server."""
     if not settings.student_api_base:
         raise UnknownOperator(f"student:{adapter} needs FARM_STUDENT_API_BASE (the resident server's /v1 URL)")
-    return LitellmOperator(
+    op = LitellmOperator(
         f"openai/{adapter}", api_base=settings.student_api_base, api_key=PLACEHOLDER_KEY,
         temperature=settings.temperature, max_tokens=settings.max_tokens, spec=f"student:{adapter}",
     )
+    # The student is trained on the imperative-free deploy format and is deployed without a
+    # scaffold, so it sees none here either: at rollout and at held-out eval alike.
+    op.needs_scaffold = False
+    return op
