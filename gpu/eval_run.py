@@ -1,0 +1,152 @@
+"""Behavioural eval through the farm: held-out scenarios, the deployed view, base vs adapters.
+
+    req = EvalRequest(scenario_ids=[...], models=["base", "r1-sft-1a2b"], samples=2)
+    report = run_eval(store, pipeline, req)      # enqueues rollouts, polls the store, stores the report
+
+Every episode is an ordinary rollout task on the farm's `rollout` queue with the operator
+`student:MODEL` ("student:base" is the bare base), so it runs exactly as a deployed operator
+would: a fresh dash container, the login message, the prompt, no scaffold beyond what the
+rollout path gives every model operator, the checker on the container's state. The student
+endpoint is the resident server (FARM_STUDENT_API_BASE). Nothing here blocks on a task
+result: it enqueues with deterministic ids and polls the store for the trajectories, so a
+re-run reuses every episode already recorded (base episodes are shared across rounds).
+
+Only held-out scenarios (val/test splits) are accepted. This module never imports docker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.ids import derived_id
+from gpu.errors import GpuError
+
+if TYPE_CHECKING:
+    from common.store import Store
+    from gpu.eval_report import EvalReport
+    from workers.pipeline import Pipeline
+
+log = logging.getLogger("gpu.eval")
+BASE_MODEL = "base"
+
+
+class EvalFailed(GpuError, RuntimeError):
+    """The eval could not collect its episodes (timeout, dead letters, non-held-out scenarios)."""
+
+
+class EvalRequest(BaseModel):
+    """What the eval queue carries (all JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+    scenario_ids: list[str] = Field(description="Admitted held-out bundles to evaluate on.")
+    models: list[str] = Field(description="'base' and/or published adapter names; the first is the baseline.")
+    samples: int = Field(1, ge=1, description="Episodes per scenario and model.")
+    timeout_s: float = Field(3600.0, description="Give up waiting for the episodes after this long.")
+
+    def eval_id(self) -> str:
+        return derived_id(*sorted(self.scenario_ids), *self.models, self.samples, prefix="evalrun-")
+
+
+def operator_for(model: str) -> str:
+    return f"student:{model}"
+
+
+def episode_ids(req: EvalRequest) -> dict[str, list[str]]:
+    """Model -> the deterministic trajectory ids of its episodes."""
+    from workers.rollout import trajectory_id
+
+    return {m: [trajectory_id(s, operator_for(m), k) for s in sorted(req.scenario_ids) for k in range(req.samples)]
+            for m in req.models}
+
+
+def check_held_out(store: Store, scenario_ids: list[str]) -> None:
+    from common.bundle import Bundle
+    from gpu.eval_report import HELD_OUT_SPLITS
+
+    if not scenario_ids:
+        raise EvalFailed("no scenarios to evaluate on: author and gate held-out (test split) scenarios first")
+    for sid in scenario_ids:
+        split = store.get("bundles", sid, Bundle).split
+        if split not in HELD_OUT_SPLITS:
+            raise EvalFailed(f"scenario {sid} is in the {split!r} split: evals run on held-out scenarios only")
+
+
+def enqueue_episodes(pipeline: Pipeline, req: EvalRequest) -> int:
+    """Send every missing episode to the rollout queue (once: deterministic task ids)."""
+    from workers.celery_app import ROLLOUT_TASK
+    from workers.rollout import trajectory_id
+
+    sent = 0
+    for model in req.models:
+        op = operator_for(model)
+        for sid in sorted(req.scenario_ids):
+            for k in range(req.samples):
+                tid = trajectory_id(sid, op, k)
+                if pipeline.store.exists("trajectories", tid):
+                    continue
+                sent += pipeline.send_once(ROLLOUT_TASK, f"rollout:{tid}", {
+                    "bundle_id": sid, "operator": op, "sample": k, "samples": req.samples})
+    return sent
+
+
+def wait_for_trajectories(store: Store, ids: list[str], timeout_s: float, what: str = "episodes",
+                          poll_s: float = 1.0, stall_s: float = 120.0) -> None:
+    """Poll the store until every id is recorded; EvalFailed on timeout or when dead letters stall it."""
+    deadline = time.monotonic() + timeout_s
+    dead_before = store.count("dead")
+    last_done, last_move = -1, time.monotonic()
+    while True:
+        done = sum(1 for t in ids if store.exists("trajectories", t))
+        if done == len(ids):
+            return
+        if done != last_done:
+            last_done, last_move = done, time.monotonic()
+            log.info("%s: %d/%d recorded", what, done, len(ids))
+        elif store.count("dead") > dead_before and time.monotonic() - last_move > stall_s:
+            raise EvalFailed(f"{what}: {len(ids) - done} of {len(ids)} never recorded and dead letters appeared "
+                             f"(see `producer status`, store kind 'dead')")
+        if time.monotonic() > deadline:
+            raise EvalFailed(f"{what}: only {done}/{len(ids)} recorded within {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
+def collect_report(store: Store, req: EvalRequest) -> EvalReport:
+    """The side-by-side report over the recorded episodes, labelled by model name."""
+    from common.trajectory import Trajectory
+    from gpu.eval_report import build_report
+
+    groups = {m: [store.get("trajectories", t, Trajectory) for t in ids] for m, ids in episode_ids(req).items()}
+    return build_report(groups)
+
+
+def store_report(store: Store, report: EvalReport) -> None:
+    """The report (kind 'evals'), its markdown and its chart, plus the registry's eval record (once)."""
+    import tempfile
+    from pathlib import Path
+
+    from gpu.eval_report import write_chart
+    from gpu.registry import Registry
+
+    if not store.exists("evals", report.id):
+        Registry(store).record_eval(report)  # saves the report, appends the ledger record
+    store.put("evals", f"{report.id}.md", report.to_markdown())
+    if not store.exists("evals", f"{report.id}.png"):
+        with tempfile.TemporaryDirectory() as tmp:
+            store.put("evals", f"{report.id}.png", write_chart(report, Path(tmp) / "chart.png").read_bytes())
+
+
+def run_eval(store: Store, pipeline: Pipeline, req: EvalRequest) -> EvalReport:
+    """Enqueue, wait, report: the whole behavioural eval, idempotent by deterministic ids."""
+    check_held_out(store, req.scenario_ids)
+    sent = enqueue_episodes(pipeline, req)
+    ids = [t for ts in episode_ids(req).values() for t in ts]
+    log.info("eval %s: %d episodes (%d enqueued now) on %d held-out scenarios, models %s", req.eval_id(),
+             len(ids), sent, len(req.scenario_ids), ", ".join(req.models))
+    wait_for_trajectories(store, ids, req.timeout_s, what=f"eval {req.eval_id()}")
+    report = collect_report(store, req)
+    store_report(store, report)
+    return report

@@ -1,0 +1,117 @@
+"""Typed training configs (one per method) and the pure functions that derive peft/bnb configs from them.
+
+The config is saved beside every checkpoint and inside `adapter_meta.json`, so resume and eval
+inherit exactly what a run was trained with.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # torch/transformers/peft are imported lazily: building a config must stay cheap
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+
+
+class TrainConfig(BaseModel):
+    """Fields shared by every training method."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str = Field("smollm2", description="Base model name for gpu.model.load_model ('smollm2', a local dir, a hub id or a .gguf path).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' picks CUDA when present, else CPU.")
+    quantize: Literal["auto", "4bit", "none"] = Field("auto", description="'auto' = 4-bit QLoRA on CUDA, full precision (fp32) on CPU.")
+    num_threads: int | None = Field(None, description="torch CPU threads; None = the cores this process may run on.")
+    seed: int = Field(0, description="Seed for LoRA init, dropout and batch order (resume replays the same order).")
+    max_length: int = Field(2048, description="Rows longer than this are truncated by the renderer (or refused).")
+    tokens_per_batch: int = Field(4096, description="Token budget of one micro-batch (real tokens when packed, padded area when grouped).")
+    batching: Literal["auto", "packed", "grouped"] = Field("auto", description="'packed': samples concatenated with restarting position ids (no attention across samples); 'grouped': length-sorted padded batches; 'auto': packed with flash-attention (varlen kernels), grouped otherwise (sdpa/eager compute the whole packed square).")
+    grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps; None = num_epochs over the data.")
+    num_epochs: float = Field(1.0, gt=0, description="Passes over the data when max_steps is None.")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Decay after warmup.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    logging_steps: int = Field(1, ge=1, description="Log loss/lr/throughput every this many steps.")
+    save_steps: int = Field(50, ge=1, description="Write a resumable checkpoint every this many steps.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept in out_dir/checkpoints (older ones are deleted).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (saves memory on long rows, costs ~30% time).")
+    lora_r: int = Field(16, ge=1, description="LoRA rank (used when no parent adapter is given).")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input; 0 skips a random mask per LoRA module (~12% of a CPU step).")
+    lora_target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="Modules that get LoRA; 'all-linear' = every linear layer but the output head.")
+
+
+class SFTConfig(TrainConfig):
+    """Supervised fine-tuning on kept trajectories (assistant-only loss from the render contract)."""
+
+    method: Literal["sft"] = Field("sft", description="Discriminator stored in adapter metadata.")
+
+
+class DPOConfig(TrainConfig):
+    """Direct preference optimisation on pairs, normally continuing an SFT adapter (the reference)."""
+
+    method: Literal["dpo"] = Field("dpo", description="Discriminator stored in adapter metadata.")
+    beta: float = Field(0.1, gt=0, description="DPO temperature: how far the policy may move from the reference.")
+    pairs_per_batch: int = Field(4, ge=1, description="Preference pairs per micro-batch (both sides are packed together).")
+    learning_rate: float = Field(2e-5, gt=0, description="Peak AdamW learning rate (lower than SFT: DPO diverges easily).")
+
+
+def resolve_device(cfg: TrainConfig) -> str:
+    """'cuda' or 'cpu' for this config on this machine."""
+    if cfg.device != "auto":
+        return cfg.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_num_threads(cfg: TrainConfig) -> int:
+    """The configured thread count, else the cores this process may actually use (cgroup/affinity aware)."""
+    if cfg.num_threads:
+        return cfg.num_threads
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def uses_4bit(cfg: TrainConfig, device: str) -> bool:
+    """4-bit QLoRA only exists on CUDA (bitsandbytes); CPU always trains in full precision."""
+    if device != "cuda":
+        return False
+    return cfg.quantize in ("auto", "4bit")
+
+
+def get_quantization_config(cfg: TrainConfig, device: str) -> BitsAndBytesConfig | None:
+    """The bitsandbytes NF4 config for QLoRA on CUDA; None where the model trains unquantized."""
+    if not uses_4bit(cfg, device):
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def get_peft_config(cfg: TrainConfig) -> LoraConfig:
+    """The LoRA config for a fresh adapter (a parent adapter brings its own)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )

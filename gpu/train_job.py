@@ -1,0 +1,122 @@
+"""One training job on the GPU node: rows from the store, an adapter back into the store.
+
+    req = TrainRequest(method="sft", trajectory_ids=[...], name="r1-sft-...")
+    result = run_train_job(store, req, node)        # skips all work when the adapter is published
+
+The rows are built from the stored trajectories (SFT: keepers) or pairs (DPO) with the same
+export functions as `producer export` (held-out data is refused, never trained on), and the
+exact export is stored beside the adapter (`exports/NAME.jsonl`). A run interrupted on this
+node resumes from its checkpoints in the node's workdir; a finished adapter is published to
+the store (`gpu.adapter_store`), recorded in the registry, and never trained twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.ids import derived_id
+from gpu.errors import GpuError
+
+if TYPE_CHECKING:
+    from common.store import Store
+    from gpu.worker import GpuNode
+
+log = logging.getLogger("gpu.train")
+
+
+class TrainRequest(BaseModel):
+    """What the train queue carries (all JSON)."""
+
+    model_config = ConfigDict(extra="ignore")  # the farm's threshold requests also carry "store"
+    method: Literal["sft", "dpo"] = "sft"
+    trajectory_ids: list[str] = Field(default_factory=list, description="SFT: the keepers to train on.")
+    pair_ids: list[str] = Field(default_factory=list, description="DPO: the pairs to train on.")
+    parent: str | None = Field(None, description="Published adapter to continue from (DPO: the SFT adapter).")
+    name: str | None = Field(None, description="Adapter name; default: method + dataset fingerprint.")
+    config: dict[str, Any] = Field(default_factory=dict, description="SFTConfig / DPOConfig overrides.")
+    reason: str = ""
+
+    def data_ids(self) -> list[str]:
+        return sorted(set(self.trajectory_ids if self.method == "sft" else self.pair_ids))
+
+    def adapter_name(self) -> str:
+        if self.name:
+            return self.name
+        return default_adapter_name(self.method, self.data_ids(), self.parent, self.config)
+
+
+class TrainResult(BaseModel):
+    name: str
+    adapter_id: str
+    method: str
+    rows: int
+    trained: bool = Field(description="False when the adapter was already published (nothing done).")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+def default_adapter_name(method: str, ids: list[str], parent: str | None, config: dict, prefix: str = "") -> str:
+    """Named by the dataset fingerprint (and parent and config): same data, same name, trained once."""
+    return f"{prefix}{method}-{derived_id(*sorted(ids), parent or '', json.dumps(config, sort_keys=True), length=12)}"
+
+
+def build_rows(store: Store, req: TrainRequest) -> list[dict]:
+    from common.trajectory import Pair, Trajectory
+    from workers.export import dpo_rows, sft_rows
+
+    if req.method == "sft":
+        return sft_rows(store.get("trajectories", t, Trajectory) for t in req.data_ids())
+    return dpo_rows(store.get("pairs", p, Pair) for p in req.data_ids())
+
+
+def run_train_job(store: Store, req: TrainRequest, node: GpuNode) -> TrainResult:
+    from gpu.adapter_store import check_name, is_published, publish_adapter, published_info
+    from gpu.adapters import META_FILE
+    from gpu.registry import Registry, TrainRunRecord
+
+    name = check_name(req.adapter_name())
+    if is_published(store, name):
+        info = published_info(store, name)
+        return TrainResult(name=name, adapter_id=info.adapter_id, method=req.method, rows=info.dataset.count,
+                           trained=False, metrics=info.metrics)
+    if not req.data_ids():
+        raise GpuError(f"{req.method} request {name} names no {'trajectories' if req.method == 'sft' else 'pairs'}")
+    rows = build_rows(store, req)
+    if not rows:
+        raise GpuError(f"{req.method} request {name}: none of its {len(req.data_ids())} trajectories is a keeper")
+    store.put("exports", f"{name}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    out_dir = node.workdir / "runs" / name
+    if not (out_dir / META_FILE).is_file():  # a finished but unpublished run is published, not retrained
+        _train(req, rows, out_dir, node, store)
+    info = publish_adapter(store, name, out_dir)
+    registry = Registry(store)
+    registry.record_train_run(TrainRunRecord(
+        run_id=name, method=info.method, base_model=info.base_model, training_config=info.training_config,
+        dataset_sha256=info.dataset.sha256, dataset_count=info.dataset.count, code_version=info.code_version,
+        parent_id=info.parent_id, adapter_id=info.adapter_id,
+        metrics={k: v for k, v in info.metrics.items() if k != "losses"}))
+    registry.record_adapter(info)
+    log.info("adapter %s (%s) published to %s", name, info.adapter_id, store.url)
+    return TrainResult(name=name, adapter_id=info.adapter_id, method=req.method, rows=len(rows), trained=True,
+                       metrics={k: v for k, v in info.metrics.items() if k != "losses"})
+
+
+def _train(req: TrainRequest, rows: list[dict], out_dir, node: GpuNode, store: Store) -> None:
+    from gpu.adapter_store import fetch_adapter
+    from gpu.train_config import DPOConfig, SFTConfig
+
+    node.wait_ready()
+    parent = fetch_adapter(store, req.parent, node.workdir / "adapters") if req.parent else None
+    overrides = {"base_model": node.base_model, **req.config}
+    model, tokenizer = node.fresh_base(), node.tokenizer
+    if req.method == "sft":
+        from gpu.sft import train_sft
+
+        train_sft(rows, SFTConfig(**overrides), out_dir, parent, model=model, tokenizer=tokenizer)
+    else:
+        from gpu.dpo import train_dpo
+
+        train_dpo(rows, DPOConfig(**overrides), out_dir, parent, model=model, tokenizer=tokenizer)
