@@ -1,0 +1,117 @@
+"""The held-out experiment: base vs SFT vs SFT+DPO with SmolLM2-135M-Instruct, on this machine's CPU.
+
+    python benchmarks/experiment.py --scale full      # the documented run (docs/RESULTS.md), < 60 min on 2 cores
+    python benchmarks/experiment.py --scale tiny      # a few minutes: proves the whole path end to end
+
+It is `producer loop` with two rounds on an embedded farm (private Redis, real Celery workers,
+real dash containers, the GPU worker on the CPU), with `student_from="latest"` so round 2's
+student is the SFT adapter whatever the promotion gate said, and DPO continues from it:
+
+    round 1  procedural train-split scenarios -> oracle rollouts -> keepers -> SFT
+    round 2  new train-split scenarios -> SFT student rollouts -> pairs against keepers -> DPO
+    eval     the same held-out (test split: archetypes never trained on) scenarios for base, SFT
+             and SFT+DPO, through the rollout queue, no training scaffold in the data
+
+Writes `<out>/experiment-<scale>.md` (tables, per-archetype breakdown, data sizes, training
+times) and `<out>/experiment-<scale>.png`; the last stdout line is one JSON summary. Re-running
+with the same --store resumes (nothing authored, rolled out or trained twice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+ROOT = Path(__file__).resolve().parent.parent
+
+# Budgets for 2 CPU cores: episodes are short (max_turns) and replies shorter (max_tokens), since
+# every student turn is one generation on the CPU; training is capped in steps, not epochs.
+SCALES = {
+    "tiny": dict(scenarios=2, samples=2, eval_scenarios=2, eval_samples=1, teacher_samples=1,
+                 sft={"max_steps": 2, "tokens_per_batch": 1024}, dpo={"max_steps": 1, "pairs_per_batch": 1},
+                 env={"FARM_MAX_TURNS": "10", "FARM_MAX_TOKENS": "24"}),
+    "full": dict(scenarios=24, samples=3, eval_scenarios=64, eval_samples=1, teacher_samples=2,
+                 sft={"num_epochs": 2, "tokens_per_batch": 4096, "learning_rate": 3e-4, "save_steps": 10},
+                 dpo={"max_steps": 24, "pairs_per_batch": 2, "save_steps": 8},
+                 env={"FARM_MAX_TURNS": "12", "FARM_MAX_TOKENS": "48"}),
+}
+COMMON_ENV = {"FARM_TEMPERATURE": "0.3", "FARM_ROLLOUT_CONCURRENCY": "8", "FARM_ORACLE_MISTAKE_RATE": "0.15"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+    parser.add_argument("--store", default=None, help="Artifact store (default: ./experiment-store-<scale>).")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results"), help="Where the report and chart go.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=3000.0, help="Longest wait for any one stage.")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
+    from common.settings import Settings
+    from producer.loop import LoopConfig
+    from producer.loop_cli import run_loop
+
+    scale = dict(SCALES[args.scale])
+    env = {**COMMON_ENV, **scale.pop("env")}
+    os.environ.update(env)  # this process's settings match the workers'
+    store_url = os.path.abspath(args.store or f"experiment-store-{args.scale}")
+    cfg = LoopConfig(rounds=2, seed=args.seed, student_from="latest", timeout_s=args.timeout, **scale)
+    settings = Settings(store=store_url)
+    started = time.monotonic()
+    records = run_loop(cfg, settings, store_url, None, extra_env=env)
+    elapsed = time.monotonic() - started
+    summary = write_results(store_url, records, cfg, env, args.scale, Path(args.out), elapsed)
+    print(json.dumps(summary))
+    return 0
+
+
+def write_results(store_url: str, records, cfg, env: dict, scale: str, out: Path, elapsed: float) -> dict:
+    from common.store import Store
+    from gpu.eval_report import EvalReport, write_chart
+
+    store = Store(store_url)
+    evaluated = [r for r in records if r.eval_report]
+    if not evaluated:
+        raise SystemExit("no round produced an eval: " + " | ".join(f"round {r.round}: {'; '.join(r.reasons)}" for r in records))
+    last = evaluated[-1]  # a round with nothing to train on (e.g. no DPO pairs) has no eval of its own
+    report = store.get("evals", last.eval_report, EvalReport)
+    labels = {"base": "base"}
+    for r in records:
+        if r.adapter:
+            labels[r.adapter] = "SFT" if r.method == "sft" else "SFT+DPO"
+    out.mkdir(parents=True, exist_ok=True)
+    chart = write_chart(report, out / f"experiment-{scale}.png")
+    lines = [f"# Experiment ({scale} scale)", "",
+             f"Command: `python benchmarks/experiment.py --scale {scale}`; wall clock {elapsed / 60:.1f} min "
+             f"(this run, including resumed work if the store existed).", "",
+             f"Settings: {json.dumps(env, sort_keys=True)}; loop config: "
+             f"`{cfg.model_dump_json(exclude={'timeout_s'})}`", "",
+             "Models: " + ", ".join(f"`{k}` = {v}" for k, v in labels.items()), "",
+             report.to_markdown(), "", "## Rounds", "",
+             "| round | operator | train scenarios | rollouts | kept | pairs | method | rows | train s | promoted |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in records:
+        lines.append(f"| {r.round} | {r.operator} | {r.scenarios} | {r.rollouts} | {r.kept} | {r.pairs} | "
+                     f"{r.method or '-'} | {r.rows} | {r.train_s or 0:.0f} | {'yes' if r.promoted else 'no'} |")
+    lines += [""] + [f"Round {r.round}: " + "; ".join(r.reasons) for r in records] + [""]
+    (out / f"experiment-{scale}.md").write_text("\n".join(lines))
+    return {"scale": scale, "minutes": round(elapsed / 60, 1), "report": report.id, "chart": str(chart),
+            "models": {labels.get(m, m): {k: v for k, v in f.items()} for m, f in last_figures(report).items()},
+            "rounds": [{"round": r.round, "kept": r.kept, "pairs": r.pairs, "rows": r.rows, "train_s": r.train_s,
+                        "promoted": r.promoted} for r in records]}
+
+
+def last_figures(report) -> dict:
+    from producer.loop import figures_of
+
+    return figures_of(report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
