@@ -36,7 +36,12 @@ class BaseModelRef(BaseModel):
     gguf_file: str | None = Field(None, description="File name inside `location` for GGUF weights.")
 
     def pretrained_kwargs(self) -> dict[str, Any]:
-        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+        if self.gguf_file:
+            return {"gguf_file": self.gguf_file}
+        # huggingface_hub reads HF_HUB_OFFLINE once at import; honour it when set later too,
+        # instead of retrying a network that is not there.
+        offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+        return {"local_files_only": True} if self.kind == "hub" and offline else {}
 
 
 def _package_dir(package: str) -> Path:

@@ -96,3 +96,16 @@ def spawn_workers(tmp_path):
 @pytest.fixture
 def store_dir(farm_env) -> Path:
     return Path(farm_env["FARM_STORE"])
+
+
+# --- CI: a resource that is really present must be used. CI installs Docker, Redis and the
+# small model, so any skip there means a test silently did not run: fail the session.
+def pytest_sessionfinish(session, exitstatus):
+    if not os.environ.get("CI") or exitstatus != 0:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        for report in skipped:
+            reporter.write_line(f"CI: skipped, but every resource is present here: {report.nodeid}", red=True)
+        session.exitstatus = 1
