@@ -1,9 +1,10 @@
 """The docker backend: one container per episode, a persistent dash session inside it.
 
-Each container has two long-lived shells: the operator's (as `user`, where commands
-run) and a root shell the farm keeps for itself (fixtures, the checker, and killing a
-runaway command with builtins only, so it works even when a fork bomb has used every
-pid). Recovery escalates: kill the command's processes → replace the operator shell
+Each container has two long-lived shells: a root shell the farm keeps for itself, the
+container's main process reached through its attached stdio (fixtures, the checker, and
+killing a runaway command with builtins only, so it works even when a fork bomb has used
+every pid), and the operator's shell (as `user`, where commands run), which the root
+shell spawns and feeds (see operator_shell.py). Recovery escalates: kill the command's processes → replace the operator shell
 (cwd and exported env restored) → restart the container (its files survive).
 """
 
@@ -35,6 +36,7 @@ from sandbox.fixtures_script import fixture_plan
 from sandbox.fixtures_tar import extract_script
 from sandbox.framing import decode_output, parse_export_dump, quote
 from sandbox.labels import make_labels
+from sandbox.operator_shell import OperatorShell
 from sandbox.persistent_session import PersistentSession, RawRun
 from sandbox.terminals import split_terminal
 
@@ -80,7 +82,7 @@ class Entry:
 
     container: object
     root: PersistentSession
-    user: PersistentSession
+    user: OperatorShell
     created: float = field(default_factory=time.monotonic)
 
 
@@ -103,16 +105,16 @@ class DockerSandbox:
     # --- life cycle ---------------------------------------------------------------
     def prepare(self) -> "DockerSandbox":
         """Place fixtures (root shell), export the env (operator shell), read the login text."""
-        # One round trip per shell, both at once: each places its part of the world; the
-        # root shell then prints the login text, the operator's shell exports the env.
+        # The root shell places its part of the world and prints the login text; then the
+        # operator's shell places the user's files and exports the env. (Both speak on one
+        # stream, so one after the other.)
         plan = fixture_plan(self.spec)
         root_script = plan.root_script if plan else f"{extract_script(self.spec)}\n__sek_rc=$?"
         user_script = plan.user_script if plan else "__sek_rc=0"
         exports = "".join(f"export {k}={quote(v)}\n" for k, v in self.spec.env.items())
-        user = self.entry.user
-        nonce = user.send_command(f"{user_script}\n{exports}cd {quote(OPERATOR_HOME)}; umask 022\nreturn $__sek_rc")
         login = self._admin(f"{root_script}\n{LOGIN_READER}\nreturn $__sek_rc")
-        placed = user.collect(nonce, time.monotonic() + ADMIN_TIMEOUT_S, 1 << 20)
+        placed = self.entry.user.run(f"{user_script}\n{exports}cd {quote(OPERATOR_HOME)}; umask 022\nreturn $__sek_rc",
+                                     ADMIN_TIMEOUT_S)
         for raw in (login, placed):
             if raw.trailer is None or raw.trailer.status != 0:
                 raise SandboxError(f"placing fixtures failed: {decode_output(raw.output)[-500:]}")
@@ -183,7 +185,7 @@ class DockerSandbox:
     @property
     def _flood_limit(self) -> int:
         # output past the cap is drained up to this many bytes before the command is killed
-        return max(64 * self.config.output_cap_bytes, 4 << 20)
+        return max(16 * self.config.output_cap_bytes, 256 << 10)
 
     def _execute(self, command: str, limit: float) -> CommandResult:
         if self.config.mode == "exec":
@@ -199,6 +201,8 @@ class DockerSandbox:
             self._kill_operator_processes(keep=user.pid)
             drained = user.collect(nonce, time.monotonic() + 2.0, cap)
             drained.overflow_bytes = max(drained.overflow_bytes, raw.overflow_bytes)
+            if raw.ended == "overflow":  # the buffer was trimmed meanwhile: keep the flood's head
+                drained.output = raw.output
             return self._result(command, drained, limit, timed_out=raw.ended == "timeout",
                                 overflow=raw.ended == "overflow")
         result = self._result(command, raw, limit)
@@ -250,14 +254,16 @@ class DockerSandbox:
         self._cwd, self._env_dump = raw.trailer.cwd, raw.trailer.env_dump
         return raw
 
-    def _admin(self, script: str, timeout: float = ADMIN_TIMEOUT_S, runner: str | None = None) -> RawRun:
+    def _admin(self, script: str, timeout: float = ADMIN_TIMEOUT_S, runner: str | None = None,
+               keep_pending: bool = False) -> RawRun:
         """Run in the root shell; a dead root shell means the container is in trouble: restart it."""
         for attempt in range(2):
             root = self.entry.root
             try:
                 if not root.alive:
                     raise SandboxDied("root shell closed")
-                raw = root.run(script, timeout, cap=1 << 20, **({"runner": runner} if runner else {}))
+                raw = root.run(script, timeout, cap=1 << 20, keep_pending=keep_pending,
+                               **({"runner": runner} if runner else {}))
                 if raw.trailer is not None or raw.ended == "timeout":
                     return raw
             except SandboxDied:
@@ -267,11 +273,14 @@ class DockerSandbox:
         raise SandboxDied("the sandbox's root shell keeps dying; the container is unusable")
 
     def _kill_operator_processes(self, keep: int | None) -> None:
-        self._admin(KILLER.format(keep=keep or ""))
+        # the operator's command may still be writing to the shared stream: leave its bytes
+        self._admin(KILLER.format(keep=keep or ""), keep_pending=True)
 
     def _restart_session(self) -> None:
         self.entry.user.close()
-        self.entry.user = self.provider.open_session(self.entry.container.id, OPERATOR_USER)
+        if self.entry.user.spawn(ADMIN_TIMEOUT_S).trailer is None:
+            self._restart_container()
+            return
         restore = f"{self._env_dump}\ncd -- {quote(self._cwd)} 2>/dev/null || cd"
         if self.config.mode == "exec":
             return
@@ -291,8 +300,7 @@ class DockerSandbox:
             raise SandboxDied(f"could not restart the sandbox container: {exc}") from exc
         self.entry.root.close()
         self.entry.user.close()
-        self.entry.root = self.provider.open_session(container.id, "root")
-        self.entry.user = self.provider.open_session(container.id, OPERATOR_USER)
+        self.entry.root, self.entry.user = self.provider.open_shells(container.id)
         raw = self.entry.user.run(f"{self._env_dump}\ncd -- {quote(self._cwd)} 2>/dev/null || cd", ADMIN_TIMEOUT_S)
         if raw.trailer is None:
             raise SandboxDied("the sandbox container restarted but its shell does not answer")
@@ -335,20 +343,26 @@ class DockerProvider:
             sandbox.close()
             raise
 
-    def open_session(self, container_id: str, user: str) -> PersistentSession:
-        env = BASE_ENV if user == OPERATOR_USER else ROOT_ENV
-        workdir = OPERATOR_HOME if user == OPERATOR_USER else "/"
+    def open_shells(self, container_id: str, start: bool = False) -> tuple[PersistentSession, OperatorShell]:
+        """Attach to the container's root shell (starting the container if asked) and spawn
+        the operator's shell from it."""
         try:
-            session = PersistentSession(self.api, container_id, user, workdir, env).open()
+            root = PersistentSession.attach(self.api, container_id)
+            if start:
+                self.api.start(container_id)
         except docker.errors.NotFound as exc:
             raise SandboxDied("the sandbox container is gone") from exc
         except docker.errors.APIError as exc:
-            raise SandboxDied(f"could not open a shell in the sandbox: {exc}") from exc
-        raw = session.run(":", ADMIN_TIMEOUT_S)
-        if raw.trailer is None:
-            session.close()
-            raise SandboxDied("a new shell in the sandbox did not answer")
-        return session
+            raise SandboxDied(f"could not attach to the sandbox: {exc}") from exc
+        root.bootstrap()
+        if root.run(":", ADMIN_TIMEOUT_S).trailer is None:
+            root.close()
+            raise SandboxDied("the sandbox's root shell did not answer")
+        user = OperatorShell(root, BASE_ENV)
+        if user.spawn(ADMIN_TIMEOUT_S).trailer is None:
+            root.close()
+            raise SandboxDied("the operator's shell did not start in the sandbox")
+        return root, user
 
     def start(self, role: str, episode_id: str, wait: bool) -> Entry | None:
         """Create and start a container with both shells; None if no slot is free and not `wait`."""
@@ -369,8 +383,14 @@ class DockerProvider:
         c = self.config
         name = _NAME_SAFE.sub("-", f"sekfarm-{role}-{episode_id}")[:80] + "-" + secrets.token_hex(3)
         try:
+            # The main process is the farm's root shell (attached, not exec'd); `timeout` is
+            # the container's own clock: it stops even if every owner process is gone.
             container = self.client.containers.create(
-                c.image, command=["sleep", str(int(self.lifetime_s))], name=name, user="root",
+                c.image, command=["timeout", "-s", "KILL", str(int(self.lifetime_s)), "/bin/sh"],
+                name=name, user="root", stdin_open=True,
+                # the stream is the protocol, not a log: a logging driver would write every
+                # line of it to disk (one JSON entry per line of a flood)
+                log_config={"type": "none"},
                 hostname="sandbox", working_dir=OPERATOR_HOME, network_mode="none",
                 labels=make_labels(role, episode_id, self.lifetime_s),
                 pids_limit=c.pids_limit, mem_limit=f"{c.memory_mb}m", memswap_limit=f"{c.memory_mb}m",
@@ -386,9 +406,7 @@ class DockerProvider:
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise EngineUnavailable(f"the Docker engine refused to create a sandbox: {exc}") from exc
         try:
-            container.start()
-            root = self.open_session(container.id, "root")
-            user = self.open_session(container.id, OPERATOR_USER)
+            root, user = self.open_shells(container.id, start=True)
         except BaseException:
             self._remove(container)
             raise

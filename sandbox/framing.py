@@ -18,6 +18,10 @@ import struct
 from dataclasses import dataclass, field
 
 BOOTSTRAP = b"exec 9>&1 2>/dev/null\n"
+# The root shell also forwards the operator's input into a FIFO; a dead reader must give
+# its writes an error, not kill the root shell with SIGPIPE.
+ROOT_BOOTSTRAP = b"trap '' PIPE; exec 9>&1 2>/dev/null\n"
+DEATH_RE = re.compile(rb"\n?SEK[0-9a-f]{16} DIED -?\d+\n")
 
 
 def new_nonce() -> str:
@@ -27,8 +31,18 @@ def new_nonce() -> str:
 SOURCE = "command . /dev/fd/3"
 
 
-def frame(command: str, nonce: str, runner: str = SOURCE) -> bytes:
-    """The bytes to send for one command; `runner` may run it in a child (`sh /dev/fd/3`)."""
+def frame(command: str, nonce: str, runner: str = SOURCE, compact: bool = False) -> bytes:
+    """The bytes to send for one command; `runner` may run it in a child (`sh /dev/fd/3`).
+
+    `compact`: the whole trailer in one small printf (one write, so atomic on a pipe) and
+    no environment dump. The root shell uses it while the operator's shell may be writing
+    its own trailer to the same stream, so the two can never interleave.
+    """
+    if compact:
+        return (
+            f"{{ {runner}; }} 3<<'{nonce}' </dev/null >&9 2>&1\n{command}\n{nonce}\n"
+            f"printf '\\n{nonce} %d %d 0\\n%s\\n{nonce}\\n{nonce}E\\n' \"$?\" \"$$\" \"$PWD\" >&9\n"
+        ).encode()
     return (
         f"{{ {runner}; }} 3<<'{nonce}' </dev/null >&9 2>&1\n"
         f"{command}\n"
@@ -48,6 +62,7 @@ class Trailer:
     cwd: str
     env_dump: str
     output: bytes
+    span: tuple[int, int] = (0, 0)  # where the trailer itself lies in the buffer
 
 
 def parse_trailer(buf: bytes, nonce: str) -> Trailer | None:
@@ -64,7 +79,8 @@ def parse_trailer(buf: bytes, nonce: str) -> Trailer | None:
     cwd_end = buf.index(b"\n" + n + b"\n", line_end)
     cwd = buf[line_end + 1 : cwd_end].decode("utf-8", "replace")
     env_dump = buf[cwd_end + len(n) + 2 : end].decode("utf-8", "replace")
-    return Trailer(int(status_s), int(pid_s), int(npids_s), cwd, env_dump, bytes(buf[:head]))
+    return Trailer(int(status_s), int(pid_s), int(npids_s), cwd, env_dump, bytes(buf[:head]),
+                   (head, end + len(n) + 2))
 
 
 def parse_export_dump(dump: str) -> dict[str, str]:
@@ -112,5 +128,5 @@ _SOURCED_PREFIX = re.compile(rb"/bin/sh: (\d+): /dev/fd/3: ")
 
 def decode_output(data: bytes) -> str:
     """Binary and invalid UTF-8 are recorded safely: replacement chars, NULs made visible."""
-    data = _SOURCED_PREFIX.sub(rb"sh: \1: ", data)
+    data = DEATH_RE.sub(b"", _SOURCED_PREFIX.sub(rb"sh: \1: ", data))
     return data.decode("utf-8", errors="replace").replace("\x00", "\\0")

@@ -1,4 +1,5 @@
-"""One long-lived dash per container, spoken to over a single exec's stdin/stdout.
+"""A long-lived dash spoken to over one engine stream (the container's attached stdio,
+or an exec's), framed by nonces.
 
 A command costs a write and a read on an open socket (well under a millisecond),
 instead of a new `docker exec` (~50 ms). See framing.py for the protocol.
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sandbox.errors import SandboxDied
-from sandbox.framing import BOOTSTRAP, SOURCE, Demux, Trailer, frame, new_nonce, parse_trailer
+from sandbox.framing import BOOTSTRAP, ROOT_BOOTSTRAP, SOURCE, Demux, Trailer, frame, new_nonce, parse_trailer
 
 Ended = Literal["ok", "timeout", "overflow", "eof"]
 
@@ -42,6 +43,23 @@ class PersistentSession:
         self.sock: socket.socket | None = None
         self._demux = Demux()
         self._stdout = bytearray()
+
+    @classmethod
+    def attach(cls, api, container_id: str) -> "PersistentSession":
+        """The container's main process (the root shell) through the engine's attach stream.
+
+        Attach before start, then `start()` the container and call `bootstrap()`. Unlike an
+        exec, attaching spawns nothing in the engine: two execs per episode cost the engine
+        about a third of its container throughput on a small machine.
+        """
+        session = cls(api, container_id, "root", "/", {})
+        raw = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        session.sock = getattr(raw, "_sock", raw)
+        session.sock.setblocking(False)
+        return session
+
+    def bootstrap(self) -> None:
+        self._send(ROOT_BOOTSTRAP)
 
     def open(self) -> "PersistentSession":
         exec_id = self.api.exec_create(
@@ -98,23 +116,36 @@ class PersistentSession:
     def send_command(self, command: str, runner: str = SOURCE) -> str:
         """Send a framed command; returns its nonce for `collect`."""
         nonce = new_nonce()
-        self._stdout = bytearray()
-        self._send(frame(command, nonce, runner))
+        self.send_raw(frame(command, nonce, runner))
         return nonce
 
-    def collect(self, nonce: str, deadline: float, cap: int, flood_limit: int | None = None) -> RawRun:
+    def send_raw(self, data: bytes) -> None:
+        """Start a new exchange: forget unread output, send `data` as shell input."""
+        self._stdout = bytearray()
+        self._send(data)
+
+    def collect(self, nonce: str, deadline: float, cap: int, flood_limit: int | None = None,
+                death: bytes | None = None, keep_pending: bool = False) -> RawRun:
         """Read until the trailer, EOF or the deadline, keeping the first `cap` output bytes.
 
         Output past the cap is discarded as it arrives (memory stays bounded); once more
         than `flood_limit` bytes have arrived the run ends as "overflow" so the caller can
         stop the flood. With `flood_limit=None` it only waits (used after a kill).
+        `death` is a marker whose arrival means the shell died (ends as "eof").
+        `keep_pending`: the stream also carries another shell's unfinished command (the
+        operator's, while the root shell kills it): take only this trailer out of the
+        buffer and leave everything else for that command's own collect.
         """
         head: bytes | None = None  # set once the cap is passed: the kept output
         trimmed = 0
         while True:
             trailer = parse_trailer(self._stdout, nonce)
+            if trailer is not None and keep_pending:
+                start, stop = trailer.span
+                del self._stdout[start:stop]
+                trailer.output = b""
+                return RawRun("ok", b"", trailer, 0)
             if trailer is not None:
-                self.pid = trailer.pid
                 total = trimmed + len(trailer.output)
                 trailer.output = head if head is not None else trailer.output[:cap]
                 self._stdout = bytearray()
@@ -128,6 +159,9 @@ class PersistentSession:
                 self._stdout = bytearray(tail)
             received = trimmed + len(self._stdout)
             kept = head if head is not None else bytes(self._stdout[:cap])
+            if death is not None and death in self._stdout:
+                cut = self._stdout.find(death)
+                return RawRun("eof", kept[:cut] if head is None else kept, None, max(0, received - cap))
             if flood_limit is not None and received > flood_limit:
                 return RawRun("overflow", kept, None, received - cap)
             data = self._recv(deadline)
@@ -138,9 +172,15 @@ class PersistentSession:
                 return RawRun("eof", kept, None, max(0, received - cap))
             self._stdout += data
 
-    def run(self, command: str, timeout: float, cap: int = 1 << 20, runner: str = SOURCE) -> RawRun:
-        nonce = self.send_command(command, runner)
-        return self.collect(nonce, time.monotonic() + timeout, cap, flood_limit=None)
+    def run(self, command: str, timeout: float, cap: int = 1 << 20, runner: str = SOURCE,
+            keep_pending: bool = False) -> RawRun:
+        nonce = new_nonce()
+        data = frame(command, nonce, runner, compact=keep_pending)
+        self._send(data) if keep_pending else self.send_raw(data)
+        raw = self.collect(nonce, time.monotonic() + timeout, cap, flood_limit=None, keep_pending=keep_pending)
+        if raw.trailer is not None:
+            self.pid = raw.trailer.pid
+        return raw
 
     def close(self) -> None:
         if self.sock is not None:

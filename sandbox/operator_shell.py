@@ -1,0 +1,80 @@
+"""The operator's dash: spawned by the container's root shell as `user`, reached through it.
+
+The engine gives each container one cheap stream (its attached stdio, where the root
+shell lives); a second `docker exec` stream costs the engine a process spawn per episode.
+So the root shell starts the operator's shell itself (`setpriv` to uid 1000, a clean
+environment) reading from a FIFO, with its output on the same stream. A command for the
+operator is a here-document the root shell copies into the FIFO with builtins only
+(no fork); the operator's trailer comes back on the shared stream. A root-owned waiter
+prints a death marker when the operator's shell exits, so `exit`, `exec` or `kill -9 $$`
+are noticed at once, not at the command's timeout.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sandbox.contract import OPERATOR_HOME
+from sandbox.framing import BOOTSTRAP, SOURCE, frame, new_nonce, quote
+from sandbox.persistent_session import PersistentSession, RawRun
+
+FIFO = "/run/sekfarm/operator.in"
+OPERATOR_UID = 1000
+
+
+class OperatorShell:
+    """Same interface as PersistentSession for the operator's side (send/collect/run/pid)."""
+
+    def __init__(self, root: PersistentSession, environment: dict[str, str]):
+        self.root = root
+        self.environment = environment
+        self.pid: int | None = None
+        self.alive = False
+        self._death: bytes | None = None
+
+    def spawn(self, timeout: float) -> RawRun:
+        """(Re)start the operator's shell; the root shell must be idle. Returns the handshake."""
+        token = new_nonce()
+        env = " ".join(quote(f"{k}={v}") for k, v in self.environment.items())
+        spawn = (
+            f"exec 8>&-; mkdir -p /run/sekfarm && rm -f {FIFO} && mkfifo -m 600 {FIFO} || return 1\n"
+            f"( ( cd {quote(OPERATOR_HOME)} && exec setpriv --reuid={OPERATOR_UID} --regid={OPERATOR_UID} "
+            f"--init-groups env -i {env} /bin/sh ) <{FIFO} >&9 2>/dev/null; "
+            f"printf '\\n%s DIED %d\\n' {token} \"$?\" >&9 ) &\n"
+            f"exec 8>{FIFO}"
+        )
+        raw = self.root.run(spawn, timeout)
+        if raw.trailer is None or raw.trailer.status != 0:
+            return raw
+        self._death = f"\n{token} DIED".encode()
+        self.alive = True
+        self._forward(BOOTSTRAP.decode())
+        return self.run(":", timeout)
+
+    def _forward(self, text: str) -> None:
+        """Copy `text` into the operator's FIFO through the root shell, builtins only."""
+        delimiter = new_nonce()
+        self.root.send_raw(
+            (f"while IFS= read -r __sek_l; do printf '%s\\n' \"$__sek_l\"; done >&8 <<'{delimiter}'\n"
+             f"{text}{delimiter}\n").encode()
+        )
+
+    def send_command(self, command: str, runner: str = SOURCE) -> str:
+        nonce = new_nonce()
+        self._forward(frame(command.replace("\x00", ""), nonce, runner).decode())
+        return nonce
+
+    def collect(self, nonce: str, deadline: float, cap: int, flood_limit: int | None = None) -> RawRun:
+        raw = self.root.collect(nonce, deadline, cap, flood_limit, death=self._death)
+        if raw.trailer is not None:
+            self.pid = raw.trailer.pid
+        elif raw.ended == "eof":
+            self.alive = False
+        return raw
+
+    def run(self, command: str, timeout: float, cap: int = 1 << 20, runner: str = SOURCE) -> RawRun:
+        nonce = self.send_command(command, runner)
+        return self.collect(nonce, time.monotonic() + timeout, cap)
+
+    def close(self) -> None:
+        self.alive = False
