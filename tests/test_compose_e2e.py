@@ -32,7 +32,9 @@ def images():
     if docker_ready():
         pytest.skip(docker_ready())
     for image, target in (("sekfarm-worker:latest", "cpu"), ("sekfarm-redis:latest", "redis")):
-        if not _image_exists(image):
+        # the worker image carries the code under test: always (re)build it; layer caching
+        # makes that seconds when only the code changed
+        if target == "cpu" or not _image_exists(image):
             subprocess.run([str(ROOT / "docker" / "build-images.sh"), image], check=True, timeout=1500,
                            env={**os.environ, "TARGET": target})
 
