@@ -98,7 +98,8 @@ def sequential(items, samples: int, limit: int) -> float:
     from workers.rollout import run_episode
 
     config = config_from_settings(get_settings()).model_copy(update={"mode": "exec", "pool_size": 0})
-    jobs = [(b, s) for b in items for s in range(samples)][:limit]
+    # sample-major, so a short run still covers every scenario: the farm's mix, not its first few
+    jobs = [(b, s) for s in range(samples) for b in items][:limit]
     start = time.perf_counter()
     for b, s in jobs:
         run_episode(b, "oracle", s, sandbox_config=config)
@@ -120,9 +121,12 @@ def engine_ceiling(concurrency: int, count: int) -> float:
                 if done[0] >= count:
                     return
                 done[0] += 1
-            c = client.containers.create(image, network_mode="none", labels=make_labels("bench", "lifecycle", 60))
-            c.start()
-            c.remove(force=True)
+            # the engine's bare minimum, through the same low-level calls the sandbox uses
+            api = client.api
+            cid = api.create_container(image, labels=make_labels("bench", "lifecycle", 60),
+                                       host_config=api.create_host_config(network_mode="none"))["Id"]
+            api.start(cid)
+            api.remove_container(cid, force=True)
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     start = time.perf_counter()
