@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from common.store import Store
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.compose, pytest.mark.slow, pytest.mark.docker]
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,9 +94,4 @@ def _get(url, auth):
 
 
 def _wait(pred, timeout, every=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(every)
-    return False
+    return wait_until(pred, timeout, every)

@@ -10,17 +10,13 @@ import pytest
 
 from common.bundle import Bundle, Step
 from common.store import Store
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
 def _wait(pred, timeout=90.0, every=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(every)
-    return False
+    return wait_until(pred, timeout, every)
 
 
 @pytest.fixture

@@ -11,17 +11,13 @@ import time
 import pytest
 
 from common.store import Store
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.redis
 
 
 def _wait(pred, timeout=60.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(every)
-    return False
+    return wait_until(pred, timeout, every)
 
 
 def test_celery_app_imports_neither_docker_nor_torch():
