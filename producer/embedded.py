@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from common.settings import Settings
 from common.store import Store
+from producer.child_process import die_with_parent
 from producer.errors import ProducerError
 from producer.redis_local import LocalRedis
 
@@ -73,7 +74,8 @@ def spawn_worker(name: str, queues: list[str], env: dict[str, str], log_dir: Pat
            "-n", f"{name}@%h", "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO",
            "--without-gossip", "--without-mingle", "-E", *(extra or [])]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=die_with_parent)
     return WorkerProcess(name, proc, log)
 
 

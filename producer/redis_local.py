@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from producer.child_process import die_with_parent
 from producer.errors import ProducerError
 
 
@@ -50,7 +51,8 @@ class LocalRedis:
                 "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
                 "--save", "", "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning",
                 "--logfile", str(self.data_dir / "redis.log")]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
