@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     operator: str = Field("oracle", description="'oracle', 'litellm:MODEL', 'student:ADAPTER' or 'scripted'.")
     samples: int = Field(8, description="Rollouts per admitted scenario.")
     max_turns: int = Field(24, description="Turn limit per episode.")
+    max_idle_replies: int = Field(3, ge=0, description="Consecutive replies with no usable command that end the episode (limit 'idle'); 0 = only max_turns ends it.")
     temperature: float = Field(0.7, description="Sampling temperature for model operators.")
     max_tokens: int = Field(256, description="Max tokens per operator reply.")
     oracle_mistake_rate: float = Field(0.15, description="Rate of realistic mistakes by the oracle (so rejects exist).")

@@ -17,7 +17,7 @@ from common.bundle import Split, Terminal
 
 Outcome = Literal["success", "wrong_terminal", "checker_fail", "no_terminal", "operator_error", "sandbox_error"]
 OUTCOMES: tuple[str, ...] = ("success", "wrong_terminal", "checker_fail", "no_terminal", "operator_error", "sandbox_error")
-Limit = Literal["max_turns", "wall_clock"]
+Limit = Literal["max_turns", "wall_clock", "idle"]
 
 
 class Message(BaseModel):

@@ -131,8 +131,16 @@ def test_scripted_misbehaviour_gets_the_right_label():
     assert looped.limit == "max_turns" and len(looped.turns) == 5
     prose = run_episode(success_bundle(), scripted("I would first read the message of the day."), 0,
                         settings=settings, sandbox_config=config)
-    assert prose.first_reply_is_command is False and prose.non_command_replies == 5
+    assert prose.first_reply_is_command is False and prose.non_command_replies == 3
+    assert prose.limit == "idle" and prose.outcome == "no_terminal"  # max_idle_replies (3) in a row end it
     assert len(prose.messages) == 1, "prose never enters the record"
+    patient = run_episode(success_bundle(), scripted("I would first read the message of the day."), 0,
+                          settings=Settings(max_turns=5, max_idle_replies=0), sandbox_config=config)
+    assert patient.limit == "max_turns" and patient.non_command_replies == 5
+    # a command between them resets the count
+    mixed = run_episode(empty_queue_bundle(), scripted("Let me look.", "Hmm, first:", "pwd", "I see.", "Well:", "exit"),
+                        0, settings=settings.model_copy(update={"max_turns": 8}), sandbox_config=config)
+    assert mixed.terminal == "exit" and mixed.non_command_replies == 4 and mixed.limit is None
 
 
 @pytest.mark.docker

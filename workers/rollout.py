@@ -7,7 +7,10 @@ The episode never raises for what the operator or the sandbox does: operator fai
 become `operator_error`, a broken sandbox `sandbox_error`. A reply with no usable command
 costs a turn: the operator sees the shell's complaint, the record skips it (it changed
 nothing in the world) and `first_reply_is_command` / `non_command_replies` keep the count.
-After the terminal, or a limit (max turns, wall clock), the checker judges the state.
+`max_idle_replies` such replies in a row end the episode (limit `idle`): an operator that
+has left command mode rarely comes back, and every further turn is a generation paid for
+nothing. After the terminal, or a limit (max turns, idle, wall clock), the checker judges
+the state.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ def run_episode(bundle: Bundle, operator_spec: str, sample: int, settings: Setti
 def _act(box, op: Operator, ep: _Episode, settings: Settings, started: float, stats: EpisodeStats) -> None:
     """The turn loop: reply -> one command -> the world's answer, until a terminal or a limit."""
     deadline = started + max(1.0, settings.episode_timeout_s - CHECK_RESERVE_S)
+    idle = 0
     for index in range(settings.max_turns):
         if time.perf_counter() >= deadline:
             ep.limit = "wall_clock"
@@ -109,7 +113,12 @@ def _act(box, op: Operator, ep: _Episode, settings: Settings, started: float, st
             cwd = box.cwd()
             ep.recorder.no_command(reply.text, cwd)
             ep.turns.append(Turn(index=index, raw_reply=reply.text, command=None, cwd=cwd, stats=turn_stats))
+            idle += 1
+            if settings.max_idle_replies and idle >= settings.max_idle_replies:
+                ep.limit = "idle"
+                return
             continue
+        idle = 0
         remaining = deadline - time.perf_counter()
         result = box.run(command, timeout=max(0.5, min(settings.command_timeout_s, remaining)))
         turn_stats.command_ms = result.duration_ms
