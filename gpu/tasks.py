@@ -30,6 +30,20 @@ def _manifest(store, task_id: str | None, result: dict, failed: bool = False) ->
         store.put("tasks", f"{task_id}.failed" if failed else task_id, result)
 
 
+def _failed(task, store, exc: BaseException, result: dict) -> None:
+    """A failed GPU task: its manifest for the producer, and a dead letter like any other queue's.
+
+    GPU tasks are not retried (a run that failed on its data or its config fails again), so the
+    first failure is the final one: `producer status` counts it and the letter keeps the traceback."""
+    from workers.dead_letter import record_dead_letter
+
+    _manifest(store, task.request.id, result, failed=True)
+    if task.request.id:
+        record_dead_letter(store, task_id=task.request.id, task_name=task.name, args=task.request.args,
+                           kwargs=task.request.kwargs, attempts=1, reason="permanent_error", exc=exc,
+                           worker=task.request.hostname or "")
+
+
 @app.task(name=TRAIN_TASK, bind=True, acks_late=False)
 def train(self, **kwargs) -> dict:
     """Train one adapter (SFT on keepers or DPO on pairs) and publish it to the store."""
@@ -41,8 +55,7 @@ def train(self, **kwargs) -> dict:
     try:
         result = run_train_job(store, req, node()).model_dump(mode="json")
     except Exception as exc:
-        _manifest(store, self.request.id, {"error": f"{type(exc).__name__}: {exc}"[:2000], "name": req.name},
-                  failed=True)
+        _failed(self, store, exc, {"error": f"{type(exc).__name__}: {exc}"[:2000], "name": req.name})
         raise
     _manifest(store, self.request.id, result)
     return result
@@ -63,7 +76,7 @@ def evaluate(self, **kwargs) -> dict:
             resident.check_model(model)
         report = run_eval(store, Pipeline(store, settings), req)
     except Exception as exc:
-        _manifest(store, self.request.id, {"error": f"{type(exc).__name__}: {exc}"[:2000]}, failed=True)
+        _failed(self, store, exc, {"error": f"{type(exc).__name__}: {exc}"[:2000]})
         raise
     result = {"report_id": report.id, "models": list(report.models),
               "n": {m: r.overall.n for m, r in report.models.items()}}

@@ -72,6 +72,17 @@ def test_one_round_of_the_loop_through_the_farm(prerequisites, tmp_path, monkeyp
         assert {k: store.count(k) for k in counts} == counts
         assert len(store.ledger()) == ledger_len
 
+        # A GPU task that fails says why to the producer and leaves a dead letter like any queue's.
+        from producer.errors import ProducerError
+        from workers.celery_app import TRAIN_TASK
+        from workers.dead_letter import DeadLetter
+
+        with pytest.raises(ProducerError, match="traj-nowhere"):
+            client.run_task(TRAIN_TASK, "train:broken", {"method": "sft", "trajectory_ids": ["traj-nowhere"]},
+                            what="a train job on a missing trajectory")
+        letter = store.get("dead", "train:broken", DeadLetter)
+        assert letter.task_name == TRAIN_TASK and letter.reason == "permanent_error" and "traj-nowhere" in letter.error
+
     assert len(records) == 1
     rec = records[0]
     assert rec.operator == "oracle" and rec.kept > 0 and rec.method == "sft"
