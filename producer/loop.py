@@ -211,8 +211,14 @@ class Loop:
 
         report = self.store.get("evals", report_id, EvalReport)
         registry = Registry(self.store)
-        decision = registry.promote(report, margin=self.cfg.margin, candidate=candidate, current=current,
-                                    adapter_id=candidate, adapter_path=self.store.path("adapters", candidate))
+        # A round interrupted after its decision but before its ledger record decides again on the
+        # same report: reuse the recorded decision rather than append a second one.
+        earlier = [r.decision for r in registry.records("promotion")
+                   if (r.decision.candidate, r.decision.current, r.decision.candidate_report, r.decision.margin)
+                   == (candidate, current, report_id, self.cfg.margin)]
+        decision = earlier[-1] if earlier else registry.promote(
+            report, margin=self.cfg.margin, candidate=candidate, current=current,
+            adapter_id=candidate, adapter_path=self.store.path("adapters", candidate))
         record.eval_report, record.figures = report_id, figures_of(report)
         record.promoted, record.reasons = decision.promoted, list(decision.reasons)
         record.current = candidate if decision.promoted else current

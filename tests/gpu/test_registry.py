@@ -150,3 +150,21 @@ def test_ledger_records_lineage_evals_and_promotions(tmp_path):
     assert len(store.ledger()) == 7
     with pytest.raises(RegistryError):
         reg.records("bogus")
+
+
+def test_a_resumed_round_reuses_its_promotion_decision(tmp_path):
+    """A round interrupted between its decision and its ledger record decides once, not twice."""
+    from producer.farm_client import FarmClient
+    from producer.loop import Loop, LoopConfig, RoundRecord
+
+    store = Store(str(tmp_path / "store"))
+    report = side_by_side((15, 15), (5, 5))
+    Registry(store).record_eval(report)
+    loop = Loop(LoopConfig(), FarmClient(store, pipeline=None))
+    decisions = []
+    for _ in range(2):
+        record = RoundRecord(loop=loop.loop_id, round=1, operator="oracle", scenarios=1, rollouts=1, kept=1, current="cur")
+        loop.promote(record, report.id, candidate="cand", current="cur")
+        decisions.append((record.promoted, record.current, record.reasons))
+    assert decisions[0] == decisions[1] and decisions[0][:2] == (True, "cand")
+    assert len(Registry(store).records("promotion")) == 1
