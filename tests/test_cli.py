@@ -103,3 +103,32 @@ def test_embedded_run_executes_the_whole_pipeline(tmp_path):
     assert sum(1 for _ in open(summary["sft_path"])) == summary["sft_rows"]
     s = Store(str(store))
     assert s.count("trajectories") == summary["rollouts"] and s.count("pairs") == summary["pairs"]
+
+
+def test_status_watch_follows_the_store_until_idle(tmp_path):
+    import io
+    import threading
+    import time
+
+    from rich.console import Console
+
+    from producer.status import watch
+    from sandbox import FakeSandboxConfig
+    from workers.rollout import run_episode
+
+    store = _seed_store(tmp_path)
+    from common.bundle import Bundle
+
+    bundle = store.get("bundles", store.ids("bundles")[0], Bundle)
+
+    def another_rollout():  # lands while the watch is running
+        time.sleep(0.1)  # well inside the 1.5 s of stillness that ends the watch
+        t = run_episode(bundle, "scripted", 1, sandbox_config=FakeSandboxConfig())
+        store.put("trajectories", t.id, t)
+
+    threading.Thread(target=another_rollout).start()
+    console = Console(file=io.StringIO(), width=100)
+    final = watch(store, None, samples=2, interval=0.5, until_idle=True, console=console)
+    assert final.rollouts == 2 and final.authored == 1
+    shown = console.file.getvalue()
+    assert "rollouts" in shown and "2/2" in shown and "gated" in shown
