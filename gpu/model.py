@@ -117,6 +117,28 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX): then oneDNN runs
+    bf16 matmuls at roughly twice the fp32 rate (generation prefill, measured ~2.7x here)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def serving_dtype(choice: str, device: str) -> str:
+    """'float32' or 'bfloat16' for a resident model: 'auto' is bf16 on CUDA and fp32 on a CPU,
+    the precision CPU training runs in (bf16 serves ~1.3x faster on a CPU with native bf16, see
+    `cpu_has_bf16`, but its greedy answers part from fp32's at near-ties)."""
+    if choice != "auto":
+        if choice == "bfloat16" and device == "cpu" and not cpu_has_bf16():
+            raise ValueError("this CPU has no native bf16 (avx512_bf16/amx): serving in bf16 would be slower than fp32")
+        return choice
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
 def _quantization_config(quantize: Quantize | None, device: str) -> Any:
     if quantize is None:
         return None

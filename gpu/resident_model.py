@@ -7,8 +7,10 @@
 
 `generate` runs one batched `model.generate` for prompts that share a model and sampling
 settings: prompts are left-padded, each row stops at the end-of-turn token (what training
-supervises as the stop), at its own `max_tokens` or at one of its stop strings. All model
-access is serialised by one lock, so adapter loads never race a generation.
+supervises as the stop), at its own `max_tokens` or at one of its stop strings. With a
+prefix cache (`prefix_cache_entries`) it runs the rows one by one instead, each resuming the
+KV cache of the conversation it extends (see gpu.prefix_cache). All model access is
+serialised by one lock, so adapter loads never race a generation.
 """
 
 from __future__ import annotations
@@ -76,7 +78,12 @@ def end_of_turn_ids(tokenizer: Any) -> list[int]:
 class ResidentModel:
     """A loaded base model plus named peft adapters; thread-safe."""
 
-    def __init__(self, model: Any, tokenizer: Any, base_name: str):
+    def __init__(self, model: Any, tokenizer: Any, base_name: str, prefix_cache_entries: int = 0):
+        from gpu.prefix_cache import PrefixCache
+
+        # On a CPU, reusing each conversation's KV cache beats batching (prefill is the cost and
+        # batching does not share it); 0 keeps the batched path.
+        self.prefix_cache = PrefixCache(prefix_cache_entries) if prefix_cache_entries else None
         self.model = model
         self.tokenizer = tokenizer
         self.base_name = base_name
@@ -127,6 +134,8 @@ class ResidentModel:
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
                 raise AdapterLoadError(f"cannot load adapter {name!r} from {path}: {exc}") from exc
             self.adapters[name] = str(path)
+            if self.prefix_cache is not None:
+                self.prefix_cache.drop(name)
 
     def unload_adapter(self, name: str) -> None:
         with self.lock:
@@ -140,6 +149,8 @@ class ResidentModel:
                     self.model.set_adapter(next(a for a in self.adapters if a != name))
                 self.model.delete_adapter(name)
             del self.adapters[name]
+            if self.prefix_cache is not None:
+                self.prefix_cache.drop(name)
 
     # --- generation
     def prompt_ids(self, messages: Sequence[Any]) -> list[int]:
@@ -147,40 +158,68 @@ class ResidentModel:
         return render_serving_prompt(self.tokenizer, messages)
 
     def generate(self, name: str, prompts: list[list[int]], params: list[SamplingParams]) -> list[Completion]:
-        """One batched generate for prompts sharing `name` and a sampling group key."""
+        """One generate call for prompts sharing `name` and a sampling group key: batched (left-padded),
+        or row by row over reused KV caches when the prefix cache is on."""
         import torch
 
         if len(prompts) != len(params) or not prompts:
             raise ValueError("need one SamplingParams per prompt, and at least one prompt")
         if len({p.group_key() for p in params}) != 1:
             raise ValueError("prompts in one generate call must share temperature, top_p and seed")
-        width = max(len(p) for p in prompts)
-        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], dtype=torch.long)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
         first = params[0]
-        kwargs: dict[str, Any] = dict(max_new_tokens=max(p.max_tokens for p in params), eos_token_id=self.eot_ids,
-                                      pad_token_id=self.pad_id, do_sample=first.temperature > 0)
+        kwargs: dict[str, Any] = dict(eos_token_id=self.eot_ids, pad_token_id=self.pad_id, do_sample=first.temperature > 0)
         if first.temperature > 0:
             kwargs.update(temperature=first.temperature, top_p=first.top_p, top_k=0)
-        limits = [p.max_tokens for p in params]
         with self.lock:
             self.check_model(name)  # again: it may have been unloaded while the request queued
-            kwargs["stopping_criteria"] = [_RowLimits(width, limits, [p.stop for p in params], self.tokenizer)]
-            device = self.model.device
             if first.seed is not None and first.temperature > 0:
                 torch.manual_seed(first.seed)
             with torch.inference_mode():
-                if name in self.base_names:
-                    out = self._generate_base(input_ids.to(device), mask.to(device), kwargs)
+                if self.prefix_cache is None:
+                    generated = self._generate_batch(name, prompts, params, kwargs)
                 else:
-                    self.model.set_adapter(name)
-                    out = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs)
+                    generated = [self._generate_cached(name, p, q, kwargs) for p, q in zip(prompts, params)]
             self.generate_calls += 1
-        return [self._finish(out[i, width:].tolist(), len(prompts[i]), params[i]) for i in range(len(prompts))]
+        return [self._finish(g, len(p), q) for g, p, q in zip(generated, prompts, params)]
 
-    def _generate_base(self, input_ids: Any, mask: Any, kwargs: dict) -> Any:
+    def _generate_batch(self, name: str, prompts: list[list[int]], params: list[SamplingParams],
+                        kwargs: dict) -> list[list[int]]:
+        import torch
+
+        width = max(len(p) for p in prompts)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], dtype=torch.long)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
+        limits = [p.max_tokens for p in params]
+        kwargs = dict(kwargs, max_new_tokens=max(limits),
+                      stopping_criteria=[_RowLimits(width, limits, [p.stop for p in params], self.tokenizer)])
+        out = self._model_generate(name, input_ids, mask, kwargs)
+        return [out[i, width:].tolist() for i in range(len(prompts))]
+
+    def _generate_cached(self, name: str, prompt: list[int], params: SamplingParams, kwargs: dict) -> list[int]:
+        """One row, prefilling only what the cached conversation it extends does not hold."""
+        import torch
+
+        key = BASE_ALIAS if name in self.base_names else name
+        hit = self.prefix_cache.take(key, prompt)
+        kwargs = dict(kwargs, max_new_tokens=params.max_tokens, return_dict_in_generate=True,
+                      stopping_criteria=[_RowLimits(len(prompt), [params.max_tokens], [params.stop], self.tokenizer)])
+        if hit is not None:
+            kwargs["past_key_values"] = hit.kv
+        input_ids = torch.tensor([prompt], dtype=torch.long)
+        out = self._model_generate(name, input_ids, torch.ones_like(input_ids), kwargs)
+        sequence = out.sequences[0].tolist()
+        if out.past_key_values is not None:
+            self.prefix_cache.put(key, sequence[: out.past_key_values.get_seq_length()], out.past_key_values)
+        return sequence[len(prompt):]
+
+    def _model_generate(self, name: str, input_ids: Any, mask: Any, kwargs: dict) -> Any:
         from peft import PeftModel
 
+        device = self.model.device
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        if name not in self.base_names:
+            self.model.set_adapter(name)
+            return self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         if isinstance(self.model, PeftModel):
             with self.model.disable_adapter():
                 return self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +42,12 @@ class GpuNodeSettings(BaseSettings):
     gpu_host: str = Field("127.0.0.1", description="Bind address of the resident server (0.0.0.0 to serve other nodes).")
     gpu_port: int = Field(8000, description="Port of the resident server.")
     gpu_ready_timeout_s: float = Field(600.0, description="How long a task waits for the base model to load.")
+    gpu_serve_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Precision of the resident (serving) model: 'auto' = bf16 on CUDA, fp32 on CPU. Training "
+        "always starts from the fp32 (or 4-bit) base.")
+    gpu_prefix_cache: int | None = Field(
+        None, ge=0, description="Conversations whose KV cache the server keeps for their next turn (row-by-row "
+        "generation); 0 = batched generation without reuse; None = 32 on CPU (prefill dominates there), 0 on CUDA.")
 
 
 def _resident_class():
@@ -50,8 +56,9 @@ def _resident_class():
     class StoreResident(ResidentModel):
         """A ResidentModel that loads published adapters on first use (RLock: load inside generate's lock)."""
 
-        def __init__(self, model: Any, tokenizer: Any, base_name: str, store_url: str, cache_dir: Path):
-            super().__init__(model, tokenizer, base_name)
+        def __init__(self, model: Any, tokenizer: Any, base_name: str, store_url: str, cache_dir: Path,
+                     prefix_cache_entries: int = 0):
+            super().__init__(model, tokenizer, base_name, prefix_cache_entries)
             self.lock = threading.RLock()
             self.store_url = store_url
             self.cache_dir = cache_dir
@@ -115,9 +122,13 @@ class GpuNode:
             self.workdir.mkdir(parents=True, exist_ok=True)
             model, tokenizer = load_model(self.base_model), load_tokenizer(self.base_model)
             self.base_copy_source = copy.deepcopy(model)  # serving wraps `model` with peft in place
+            model = self._for_serving(model)
             self.tokenizer = tokenizer
+            cache = self.settings.gpu_prefix_cache
+            if cache is None:
+                cache = 0 if str(model.device).startswith("cuda") else 32
             self.resident = _resident_class()(model, tokenizer, self.base_model, self.store_url,
-                                              self.workdir / "adapters")
+                                              self.workdir / "adapters", cache)
             if self.settings.gpu_serve:
                 self._serve()
             log.info("GPU node ready: base %s%s", self.base_model,
@@ -127,6 +138,18 @@ class GpuNode:
             log.exception("GPU node failed to start")
         finally:
             self.ready.set()
+
+    def _for_serving(self, model: Any) -> Any:
+        """The resident copy in the serving precision (greedy answers may differ from fp32 at near-ties)."""
+        import torch
+
+        from gpu.model import serving_dtype
+
+        dtype = serving_dtype(self.settings.gpu_serve_dtype, str(model.device))
+        if getattr(torch, dtype) != model.dtype and not getattr(model, "is_loaded_in_4bit", False):
+            model = model.to(getattr(torch, dtype))
+        log.info("resident model serves in %s on %s", dtype, model.device)
+        return model
 
     def _serve(self) -> None:
         import time

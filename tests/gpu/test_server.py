@@ -133,7 +133,7 @@ class Served:
                                                  pad_token_id=self.tokenizer.eos_token_id)
         return self.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
 
-    def is_greedy(self, messages: list[dict], text: str, model=None, tol: float = 1e-2) -> bool:
+    def is_greedy(self, messages: list[dict], text: str, model=None, tol: float = 1e-2, max_tokens: int = 8) -> bool:
         """Whether `text` is a greedy answer of `model` up to numerical ties.
 
         A batched generate left-pads its rows, which moves fp32 logits by ~1e-5: where two tokens tie that
@@ -141,7 +141,7 @@ class Served:
         different one passes only if, teacher-forced, every token it chose was within `tol` of the best."""
         import torch
 
-        if text == self.reference(messages, model=model):
+        if text == self.reference(messages, model=model, max_tokens=max_tokens):
             return True
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)["input_ids"]
         answer = self.tokenizer.encode(text, add_special_tokens=False)
@@ -299,3 +299,25 @@ def test_adapter_loads_serves_through_litellm_and_unloads_without_touching_the_b
     with pytest.raises(openai.NotFoundError):
         served.ask("rand-lora", prompt)
     assert served.ask("base", prompt).choices[0].message.content == base_before
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_prefix_cache_resumes_each_conversation_and_answers_as_without_it(served, smollm2_model, smollm2_tokenizer):
+    from gpu.resident_model import ResidentModel
+
+    cached = ResidentModel(smollm2_model, smollm2_tokenizer, "smollm2", prefix_cache_entries=4)
+    greedy = SamplingParams(temperature=0, max_tokens=12)
+    convos = [[{"role": "user", "content": f"Welcome to host {h}. Directives come from `taskctl`.\nuser@sandbox:~$ "}]
+              for h in ("alpha", "beta")]
+    for turn in range(3):
+        for convo in convos:  # interleaved, as concurrent episodes arrive
+            answer = cached.generate("base", [cached.prompt_ids(convo)], [greedy])[0].text
+            assert served.is_greedy(convo, answer, max_tokens=12), (turn, answer)
+            convo += [{"role": "assistant", "content": answer.strip() or "ls"},
+                      {"role": "user", "content": f"notes-{turn}.txt\nuser@sandbox:~$ "}]
+    stats = cached.prefix_cache
+    # only the very first turn misses: beta's first turn copies the head it shares with alpha's
+    # conversation (system prompt, "Welcome to host"), and every later turn resumes its own
+    assert (stats.hits, stats.misses) == (5, 1)
+    assert stats.reused_tokens > 5 * 20 and len(stats) == 2
