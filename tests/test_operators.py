@@ -61,6 +61,12 @@ def test_oracle_is_deterministic_and_varies_by_seed():
             if step.purpose in ("retrieve", "act"):
                 assert step.command in plan
         assert plan[-1] in ("exit", "exit 0")
+    # some episodes look in an empty place first (an error on the way), before the routine
+    from workers.operators.oracle import DETOURS
+
+    detoured = [p for p in plans if set(p) & set(DETOURS)]
+    assert 4 <= len(detoured) <= 24
+    assert all(len(set(p) & set(DETOURS)) == 1 for p in detoured)
 
 
 def test_oracle_mistakes_are_realistic_and_rate_controlled():

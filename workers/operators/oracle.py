@@ -1,7 +1,8 @@
 """The oracle: a privileged operator that knows the bundle and performs the routine.
 
 It acts like a careful person who already knows the answer: maybe a look around
-(`ls`, `pwd`), read the announcement, ask the provider for its documentation, retrieve
+(`ls`, `pwd`) or a look in a place that holds nothing (an error, and the search goes on),
+read the announcement, ask the provider for its documentation, retrieve
 the directives, carry them out, terminate. Command choice varies by seed among
 equivalents the world is known to support (`cat F` / `head -n N F` for a short fixture
 file, the reference's help command / the provider's declared one / its man page,
@@ -28,6 +29,12 @@ from common.trajectory import Message
 from workers.operators.base import OperatorReply
 
 LOOK_AROUND = ("ls", "ls -la", "pwd", "ls -l")
+# Places a person might look for instructions first; none is in the image, so each answers with
+# an error and the search goes on. Keepers must show that an error on the way is not a reason to
+# panic: only a directive that cannot be carried out is.
+DETOURS = ("cat /home/user/README", "cat /home/user/notes.txt", "ls /var/spool/directives", "cat /etc/directives",
+           "ls /opt/queue", "cat /home/user/INSTRUCTIONS")
+DETOUR_RATE = 0.3
 MISTAKES = ("wrong_flag", "skipped_directive", "wrong_terminal", "negative_action")
 _SHORT_FILE_LINES = 20
 
@@ -65,6 +72,11 @@ def plan_episode(bundle: Bundle, seed: int, mistake_rate: float) -> tuple[list[s
     plan: list[str] = []
     if rng.random() < 0.4:
         plan.append(rng.choice(LOOK_AROUND))
+    if rng.random() < DETOUR_RATE:
+        taken = [f.path for f in bundle.all_files()]
+        free = [d for d in DETOURS if not any(p == d.split()[-1] or p.startswith(d.split()[-1] + "/") for p in taken)]
+        if free:
+            plan.append(rng.choice(free))
     for step in steps:
         plan.append(_variant(step, bundle, rng))
         if step.purpose in ("orient", "retrieve") and rng.random() < 0.15:
