@@ -35,10 +35,10 @@ SCALES = {
     "tiny": dict(scenarios=2, samples=2, eval_scenarios=2, eval_samples=1, teacher_samples=1,
                  sft={"max_steps": 2, "tokens_per_batch": 1024}, dpo={"max_steps": 1, "pairs_per_batch": 1},
                  env={"FARM_MAX_TURNS": "10", "FARM_MAX_TOKENS": "24"}),
-    "full": dict(scenarios=24, samples=3, eval_scenarios=64, eval_samples=1, teacher_samples=2,
-                 sft={"num_epochs": 2, "tokens_per_batch": 4096, "learning_rate": 3e-4, "save_steps": 10},
-                 dpo={"max_steps": 24, "pairs_per_batch": 2, "save_steps": 8},
-                 env={"FARM_MAX_TURNS": "12", "FARM_MAX_TOKENS": "48"}),
+    "full": dict(scenarios=48, samples=2, eval_scenarios=64, eval_samples=1, teacher_samples=2,
+                 sft={"num_epochs": 3, "tokens_per_batch": 4096, "learning_rate": 1e-3, "save_steps": 10},
+                 dpo={"max_steps": 16, "pairs_per_batch": 2, "learning_rate": 5e-5, "save_steps": 8},
+                 env={"FARM_MAX_TURNS": "14", "FARM_MAX_TOKENS": "40", "FARM_MAX_IDLE_REPLIES": "3"}),
 }
 COMMON_ENV = {"FARM_TEMPERATURE": "0.3", "FARM_ROLLOUT_CONCURRENCY": "8", "FARM_ORACLE_MISTAKE_RATE": "0.15"}
 
