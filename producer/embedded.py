@@ -11,6 +11,7 @@ tasks travel through Redis exactly as on a farm.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -68,14 +69,16 @@ class WorkerProcess:
 
 
 def spawn_worker(name: str, queues: list[str], env: dict[str, str], log_dir: Path, *, pool: str = "threads",
-                 concurrency: int = 4, extra: list[str] | None = None) -> WorkerProcess:
+                 concurrency: int = 4, extra: list[str] | None = None,
+                 death_signal: int = signal.SIGTERM) -> WorkerProcess:
+    """A Celery worker child; `death_signal` reaches it if this process dies (see child_process)."""
     log = Path(log_dir) / f"worker-{name}.log"
     cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", ",".join(queues),
            "-n", f"{name}@%h", "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO",
            "--without-gossip", "--without-mingle", "-E", *(extra or [])]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=die_with_parent)
+                                preexec_fn=functools.partial(die_with_parent, death_signal))
     return WorkerProcess(name, proc, log)
 
 

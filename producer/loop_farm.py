@@ -14,6 +14,7 @@ is started: the cluster's workers (a GPU node subscribed to train,eval) do the w
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ def loop_farm(settings: Settings, store_url: str, broker: str | None = None, gpu
             spawn_worker("stages", ["author", "gate", "pairs"], env, work, concurrency=2),
             spawn_worker("rollout", ["rollout"], env, work, concurrency=run_settings.rollout_concurrency),
             spawn_worker("gpu", ["train", "eval"], env, work, pool="solo", concurrency=1,
-                         extra=["--include", "gpu.tasks"]),
+                         extra=["--include", "gpu.tasks"], death_signal=signal.SIGQUIT),
         ]
         try:
             for w in workers:
