@@ -15,6 +15,7 @@ once up front (so no second model is held in memory), which makes the step-0 los
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from gpu.batching import IGNORE, Batch, collate_packed, collate_padded, per_samp
 from gpu.errors import RowRefused
 from gpu.sft import row_id
 from gpu.train_config import DPOConfig
-from gpu.train_loop import StepLog, TrainingFailed, run_training
+from gpu.train_loop import StepLog, TrainingFailed, reachable_batches, run_training
 from gpu.train_setup import load_jsonl_rows, pad_token_id, prepare_trainable
 
 log = logging.getLogger("gpu.train")
@@ -124,6 +125,12 @@ def attach_reference(model: Any, batches: Sequence[PairBatch], device: str) -> N
     model.train(was_training)
 
 
+def reference_metrics(batches: Sequence[PairBatch]) -> dict[str, float]:
+    """`evaluate_pairs` at step 0, from the recorded reference (the policy still equals it): no pass."""
+    margin = torch.cat([pb.ref_chosen - pb.ref_rejected for pb in batches])
+    return {"loss": math.log(2.0), "margin": float(margin.mean()), "accuracy": float((margin > 0).float().mean())}
+
+
 @torch.no_grad()
 def evaluate_pairs(model: Any, batches: Sequence[PairBatch], device: str, beta: float) -> dict[str, float]:
     """Mean DPO loss, mean policy margin log pi(c) - log pi(r), and preference accuracy over the pairs."""
@@ -173,10 +180,17 @@ def train_dpo(
     if not ids:
         raise TrainingFailed(f"all {len(data)} DPO pairs were refused by the renderer: {dict(refused)}")
     batches = make_pair_batches(scored, cfg, pad_token_id(tokenizer), model)
+    offered = len(ids)
+    reach = reachable_batches(cfg, len(batches))
+    if len(reach) < len(batches):
+        # max_steps ends the run inside one pass: the pairs it never reaches cost no reference pass
+        # and no eval pass (each a forward over every pair), and are not in the adapter's dataset.
+        batches = [batches[i] for i in reach]
+        ids = [ids[p] for pb in batches for p in pb.pairs]
     attach_reference(model, batches, device)  # before run_training: a resumed run keeps the original reference
-    before = evaluate_pairs(model, batches, device, cfg.beta)
-    log.info("DPO: %d pairs (%d refused), %d batches, start margin %.3f", len(ids), sum(refused.values()),
-             len(batches), before["margin"])
+    before = reference_metrics(batches)
+    log.info("DPO: %d pairs (%d offered, %d refused), %d batches, start margin %.3f", len(ids), offered,
+             sum(refused.values()), len(batches), before["margin"])
     result = run_training(model, batches, dpo_step_fn(model, device, cfg.beta), cfg, Path(out_dir), on_step)
     after = evaluate_pairs(model, batches, device, cfg.beta)
     metrics = {
@@ -186,6 +200,7 @@ def train_dpo(
         "final_loss": result.losses[-1],
         "losses": result.losses,
         "pairs": len(ids),
+        "pairs_offered": offered,
         "refused": dict(refused),
         "margin_before": before["margin"],
         "margin_after": after["margin"],

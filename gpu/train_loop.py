@@ -70,6 +70,17 @@ def total_steps(cfg: TrainConfig, n_batches: int) -> int:
     return max(1, math.ceil(cfg.num_epochs * n_batches / cfg.grad_accum_steps))
 
 
+def reachable_batches(cfg: TrainConfig, n_batches: int) -> list[int]:
+    """Indices of the micro-batches a run can reach: all of them, unless `max_steps` ends the run
+    inside its first epoch; then the first ones of that epoch's seeded order."""
+    budget = total_steps(cfg, n_batches) * cfg.grad_accum_steps
+    if budget >= n_batches:
+        return list(range(n_batches))
+    order = list(range(n_batches))
+    random.Random(cfg.seed * 100_003).shuffle(order)  # epoch 0 of _batch_stream
+    return sorted(order[:budget])
+
+
 def _schedule(cfg: TrainConfig, steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < cfg.warmup_steps:

@@ -81,7 +81,7 @@ def sft_adapter(smollm2_model, smollm2_tokenizer, tmp_path_factory):
 @pytest.mark.model
 @pytest.mark.slow
 def test_loss_at_step_zero_is_log2_when_reference_is_policy(sft_adapter, smollm2_model, smollm2_tokenizer):
-    from gpu.dpo import attach_reference, evaluate_pairs, make_pair_batches, render_pairs
+    from gpu.dpo import attach_reference, evaluate_pairs, make_pair_batches, reference_metrics, render_pairs
     from gpu.train_setup import prepare_trainable
 
     cfg = _dpo_cfg()
@@ -90,7 +90,37 @@ def test_loss_at_step_zero_is_log2_when_reference_is_policy(sft_adapter, smollm2
     assert len(ids) == 3 and not refused
     batches = make_pair_batches(scored, cfg, 0)
     attach_reference(model, batches, device)
-    assert evaluate_pairs(model, batches, device, cfg.beta)["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    measured = evaluate_pairs(model, batches, device, cfg.beta)
+    assert measured["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    # ...so the step-0 figures come from the reference alone, without a pass
+    derived = reference_metrics(batches)
+    assert derived["margin"] == pytest.approx(measured["margin"], abs=1e-4)
+    assert derived["accuracy"] == measured["accuracy"] and derived["loss"] == pytest.approx(math.log(2))
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_a_step_budget_shorter_than_the_pairs_trains_and_records_only_the_pairs_it_reaches(
+        sft_adapter, smollm2_model, smollm2_tokenizer, tmp_path):
+    from gpu.adapters import read_adapter_info
+    from gpu.dpo import train_dpo
+
+    info = train_dpo(_pairs(), _dpo_cfg(max_steps=2, pairs_per_batch=1), tmp_path / "dpo", parent=sft_adapter,
+                     model=copy.deepcopy(smollm2_model), tokenizer=smollm2_tokenizer)
+    assert info.metrics["pairs"] == 2 and info.metrics["pairs_offered"] == 3
+    trained = read_adapter_info(tmp_path / "dpo").dataset.ids
+    assert len(trained) == 2 and set(trained) < {p["id"] for p in _pairs()}
+
+
+def test_reachable_batches_follow_the_first_epoch_of_the_seeded_order():
+    from gpu.train_config import DPOConfig
+    from gpu.train_loop import _batch_stream, reachable_batches
+
+    assert reachable_batches(DPOConfig(num_epochs=1), 5) == [0, 1, 2, 3, 4]
+    assert reachable_batches(DPOConfig(max_steps=9), 5) == [0, 1, 2, 3, 4]
+    cfg = DPOConfig(max_steps=2, grad_accum_steps=2, seed=7)
+    stream = _batch_stream(10, cfg.seed, 0)
+    assert reachable_batches(cfg, 10) == sorted(next(stream)[1] for _ in range(4))
 
 
 @pytest.mark.model
