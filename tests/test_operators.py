@@ -61,12 +61,26 @@ def test_oracle_is_deterministic_and_varies_by_seed():
             if step.purpose in ("retrieve", "act"):
                 assert step.command in plan
         assert plan[-1] in ("exit", "exit 0")
-    # some episodes look in an empty place first (an error on the way), before the routine
-    from workers.operators.oracle import DETOURS
 
-    detoured = [p for p in plans if set(p) & set(DETOURS)]
-    assert 4 <= len(detoured) <= 24
-    assert all(len(set(p) & set(DETOURS)) == 1 for p in detoured)
+
+def test_oracle_searches_in_fixed_order_where_the_login_shows_no_announcement():
+    from workers.operators.oracle import SEARCH_ENV, SEARCH_HOME, SEARCH_ISSUE
+
+    from workers.author import author_procedural
+
+    seen = set()
+    for b in all_bundles() + [author_procedural(seed) for seed in range(40)]:
+        kind, where = b.announcement.kind, b.announcement.location
+        seen.add(kind)
+        for seed in range(10):
+            plan = plan_episode(b, seed, 0.0)[0]
+            if kind in ("banner", "motd"):
+                assert SEARCH_ENV not in plan and SEARCH_ISSUE not in plan
+                continue
+            expected = {"home_file": [SEARCH_HOME, f"cat {where}"], "etc_issue": [SEARCH_HOME, SEARCH_ISSUE],
+                        "env": [SEARCH_HOME, SEARCH_ISSUE, SEARCH_ENV]}[kind]
+            assert plan[:len(expected)] == expected, (kind, plan)
+    assert {"env", "home_file", "etc_issue"} <= seen
 
 
 def test_oracle_mistakes_are_realistic_and_rate_controlled():

@@ -1,9 +1,11 @@
 """The oracle: a privileged operator that knows the bundle and performs the routine.
 
 It acts like a careful person who already knows the answer: maybe a look around
-(`ls`, `pwd`) or a look in a place that holds nothing (an error, and the search goes on),
-read the announcement, ask the provider for its documentation, retrieve
-the directives, carry them out, terminate. Command choice varies by seed among
+(`ls`, `pwd`), read the announcement, ask the provider for its documentation, retrieve
+the directives, carry them out, terminate. When the login shows no announcement, it
+searches the places announcements live in one fixed order (`ls -a` for a notice in the
+home directory, then `/etc/issue`, then `env`) and stops where it finds it: the student
+learns a search that works on any world, not the oracle's knowledge of where to look. Command choice varies by seed among
 equivalents the world is known to support (`cat F` / `head -n N F` for a short fixture
 file, the reference's help command / the provider's declared one / its man page,
 `exit` / `exit 0`); the reference's retrieve and act steps are used verbatim because
@@ -27,14 +29,12 @@ import time
 from common.bundle import Bundle, Step
 from common.trajectory import Message
 from workers.operators.base import OperatorReply
+from sandbox.contract import OPERATOR_HOME
 
 LOOK_AROUND = ("ls", "ls -la", "pwd", "ls -l")
-# Places a person might look for instructions first; none is in the image, so each answers with
-# an error and the search goes on. Keepers must show that an error on the way is not a reason to
-# panic: only a directive that cannot be carried out is.
-DETOURS = ("cat /home/user/README", "cat /home/user/notes.txt", "ls /var/spool/directives", "cat /etc/directives",
-           "ls /opt/queue", "cat /home/user/INSTRUCTIONS")
-DETOUR_RATE = 0.3
+# Announcements the login shows (banner, motd) need no search. The others are found by this
+# search, in this order; a place that holds nothing is passed over and the search goes on.
+SEARCH_HOME, SEARCH_ISSUE, SEARCH_ENV = "ls -a", "cat /etc/issue", "env"
 MISTAKES = ("wrong_flag", "skipped_directive", "wrong_terminal", "negative_action")
 _SHORT_FILE_LINES = 20
 
@@ -70,18 +70,34 @@ def plan_episode(bundle: Bundle, seed: int, mistake_rate: float) -> tuple[list[s
         mistake = rng.choice(applicable)
         steps = _with_mistake(mistake, bundle, steps, rng)
     plan: list[str] = []
-    if rng.random() < 0.4:
+    search = _search(bundle, steps)
+    if search is not None:
+        plan.extend(search)
+        steps = [s for s in steps if s.purpose != "orient"]
+    elif rng.random() < 0.4:
         plan.append(rng.choice(LOOK_AROUND))
-    if rng.random() < DETOUR_RATE:
-        taken = [f.path for f in bundle.all_files()]
-        free = [d for d in DETOURS if not any(p == d.split()[-1] or p.startswith(d.split()[-1] + "/") for p in taken)]
-        if free:
-            plan.append(rng.choice(free))
     for step in steps:
         plan.append(_variant(step, bundle, rng))
         if step.purpose in ("orient", "retrieve") and rng.random() < 0.15:
             plan.append(rng.choice(LOOK_AROUND))
     return plan, mistake
+
+
+def _search(bundle: Bundle, steps: list[Step]) -> list[str] | None:
+    """The fixed-order search for an announcement the login does not show; None where it shows it.
+
+    It replaces the reference's orient steps, which go straight to the announcement. A world
+    whose announcement the search would not reach (a notice file outside the home directory)
+    keeps the reference's way.
+    """
+    ann = bundle.announcement
+    if ann.kind == "home_file" and ann.location.startswith(OPERATOR_HOME + "/") and "/" not in ann.location[len(OPERATOR_HOME) + 1:]:
+        return [SEARCH_HOME, f"cat {ann.location}"]
+    if ann.kind == "etc_issue" and ann.location == "/etc/issue":
+        return [SEARCH_HOME, SEARCH_ISSUE]
+    if ann.kind == "env":
+        return [SEARCH_HOME, SEARCH_ISSUE, SEARCH_ENV]
+    return None
 
 
 def _variant(step: Step, bundle: Bundle, rng: random.Random) -> str:
