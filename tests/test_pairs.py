@@ -101,3 +101,58 @@ def test_a_prose_reply_becomes_the_rejected_continuation():
     chatty = traj("r-chat", "no_terminal", GOOD[:1])
     chatty.turns = [Turn(index=0, raw_reply="Hello! How can I help you today?", command=None)]
     assert [p.rejected_id for p in build_pairs([keeper, chatty], cap=4)] == ["r-chat"]
+
+
+# Terminal pairs: the oracle labels the state a reject stopped in.
+
+def _rollout(bundle, commands: list[str], responses: dict[str, str] | None = None) -> Trajectory:
+    import json
+
+    from common.settings import Settings
+    from sandbox import FakeSandboxConfig
+    from workers.rollout import run_episode
+
+    return run_episode(bundle, "scripted:" + json.dumps(commands), 0, settings=Settings(),
+                       sandbox_config=FakeSandboxConfig(responses=responses or {}))
+
+
+def test_a_panic_after_a_failed_look_around_is_paired_with_the_search_going_on():
+    from tests.bundles_fixture import all_bundles
+    from workers.pairs import terminal_pair
+
+    env_world = next(b for b in all_bundles() if b.announcement.kind == "env")
+    reject = _rollout(env_world, ["cat /home/user/README", 'panic "README does not exist"'],
+                      {"cat /home/user/README": "cat: /home/user/README: No such file or directory\n"})
+    assert reject.outcome == "wrong_terminal" and not reject.keep
+    pair = terminal_pair(env_world, reject)
+    assert pair.prompt == reject.messages[:-1] and pair.prompt[-1].role == "user"
+    assert pair.rejected == [reject.messages[-1]]
+    assert pair.chosen == [Message(role="assistant", content="ls -a")], "the fixed-order search begins"
+    assert pair.chosen_id == f"oracle:{env_world.id}" and pair.rejected_id == reject.id
+
+
+def test_terminal_pair_labels_follow_the_routine_and_skip_a_right_stop():
+    from tests.bundles_fixture import success_bundle
+    from workers.pairs import terminal_pair
+
+    bundle = success_bundle()  # motd: the login shows the announcement
+    retrieve = [s.command for s in bundle.reference if s.purpose == "retrieve"]
+    act = next(s.command for s in bundle.reference if s.purpose == "act")
+    early_exit = _rollout(bundle, ["tasks --help", *retrieve, "exit"])
+    assert terminal_pair(bundle, early_exit).chosen[0].content == act, "stopping before the work: do the work"
+    no_help = _rollout(bundle, ["panic 'no idea'"])
+    assert terminal_pair(bundle, no_help).chosen[0].content == "tasks --help"
+    right = _rollout(bundle, ["tasks --help", *retrieve, act, "exit 0"])
+    assert right.keep and terminal_pair(bundle, right) is None
+
+
+def test_build_pairs_puts_terminal_pairs_first_and_pairs_a_scenario_without_keepers():
+    from tests.bundles_fixture import success_bundle
+
+    bundle = success_bundle()
+    rejects = [_rollout(bundle, ["panic 'no idea'"]), _rollout(bundle, ["ls", "panic 'still no idea'"])]
+    rejects = [r.model_copy(update={"id": f"r{i}"}) for i, r in enumerate(rejects)]
+    pairs = build_pairs(rejects, cap=8, bundles={bundle.id: bundle})
+    assert len(pairs) == 2 and all(p.chosen_id.startswith("oracle:") for p in pairs)
+    assert build_pairs(rejects, cap=8) == [], "without the bundle and a keeper there is nothing to pair"
+    assert len(build_pairs(rejects, cap=1, bundles={bundle.id: bundle})) == 1

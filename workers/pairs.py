@@ -5,14 +5,23 @@ A pair shares the conversation up to the first command where keeper and reject d
 keeper's continuation, `rejected` the reject's. Both continuations start with a command.
 Identical pairs collapse (their id is their content hash); each scenario gets at most
 `cap` pairs, spread over as many distinct rejects as possible.
+
+Given the scenario's bundle, a reject that stopped at the wrong moment also gets a
+**terminal pair**, first under the cap: the prompt is its own conversation up to its
+terminal, `rejected` that terminal, `chosen` the oracle's next command from the very same
+state (`expert_next`). A whole-episode pair mostly parts on a harmless early variation
+(`ls -a` against `cat /etc/motd`); this one parts on the decision that ended the episode,
+such as a `panic` after the operator's own failed look-around.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
+from common.bundle import Bundle
 from common.ids import content_id
 from common.trajectory import Message, Pair, Trajectory
+from workers.operators.oracle import expert_next
 
 
 def divergence(a: list[Message], b: list[Message]) -> int | None:
@@ -65,13 +74,43 @@ def make_pair(keeper: Trajectory, reject: Trajectory) -> Pair | None:
     )
 
 
+def terminal_pair(bundle: Bundle, reject: Trajectory) -> Pair | None:
+    """The pair at the reject's terminal, or None where the oracle would have ended the same way."""
+    if not reject.turns or reject.turns[-1].terminal is None or len(reject.messages) < 2:
+        return None
+    last = reject.messages[-1]
+    if last.role != "assistant" or reject.turns[-1].command != last.content:
+        return None
+    before = reject.turns[:-1]
+    commands = [t.command for t in before if t.command]
+    seen = "\n".join([reject.messages[0].content] + [t.output for t in before])
+    label = expert_next(bundle, commands, seen)
+    if _words0(label) == reject.turns[-1].terminal:
+        return None
+    prompt, chosen, rejected = reject.messages[:-1], [Message(role="assistant", content=label)], [last]
+    body = [[m.model_dump() for m in part] for part in (prompt, chosen, rejected)]
+    return Pair(
+        id=content_id(body, prefix="pair-"), scenario_id=reject.scenario_id, archetype=reject.archetype,
+        split=reject.split, prompt=prompt, chosen=chosen, rejected=rejected,
+        rejected_outcome=reject.outcome, chosen_id=f"oracle:{bundle.id}", rejected_id=reject.id,
+    )
+
+
+def _words0(command: str) -> str:
+    return command.strip().split(" ", 1)[0] if command.strip() else ""
+
+
 def _usable_reject(t: Trajectory) -> bool:
     # An operator/sandbox failure says nothing about the operator's choices: no negative there.
     return not t.keep and t.outcome not in ("operator_error", "sandbox_error") and len(as_produced(t)) > 1
 
 
-def build_pairs(trajectories: list[Trajectory], cap: int) -> list[Pair]:
-    """Pairs for every scenario with at least one keeper and one reject; at most `cap` per scenario."""
+def build_pairs(trajectories: list[Trajectory], cap: int, bundles: dict[str, Bundle] | None = None) -> list[Pair]:
+    """Pairs for every scenario with at least one keeper and one reject; at most `cap` per scenario.
+
+    With the scenarios' `bundles`, terminal pairs come first under the cap, and a scenario
+    with rejects but no keeper still gets them.
+    """
     by_scenario: dict[str, list[Trajectory]] = defaultdict(list)
     for t in trajectories:
         by_scenario[t.scenario_id].append(t)
@@ -80,7 +119,13 @@ def build_pairs(trajectories: list[Trajectory], cap: int) -> list[Pair]:
         group = sorted(by_scenario[scenario_id], key=lambda t: t.id)
         keepers = [t for t in group if t.keep and len(t.messages) > 1]
         rejects = [t for t in group if _usable_reject(t)]
-        pairs.extend(_capped(keepers, rejects, cap))
+        bundle = (bundles or {}).get(scenario_id)
+        at_terminal = [p for p in (terminal_pair(bundle, r) for r in rejects) if p] if bundle else []
+        at_terminal = list({p.id: p for p in at_terminal}.values())[:cap]
+        pairs.extend(at_terminal)
+        if keepers:
+            taken = {p.id for p in at_terminal}
+            pairs.extend(p for p in _capped(keepers, rejects, cap - len(at_terminal)) if p.id not in taken)
     return pairs
 
 

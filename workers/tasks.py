@@ -181,6 +181,7 @@ def _raise_if_not_data(traj) -> None:
 
 @app.task(name=PAIRS_TASK, base=FarmTask, bind=True)
 def pairs(self, scenario_id: str, trajectory_ids: list[str]) -> dict:
+    from common.bundle import Bundle
     from common.trajectory import Trajectory
     from workers.pairs import build_pairs
 
@@ -191,7 +192,10 @@ def pairs(self, scenario_id: str, trajectory_ids: list[str]) -> dict:
         pair_ids = store.get("tasks", manifest_id)["pairs"]
     else:
         trajectories = [store.get("trajectories", t, Trajectory) for t in trajectory_ids]
-        made = build_pairs(trajectories, settings.pairs_per_scenario)
+        # The bundle labels the state each reject ended in (terminal pairs); without it (a
+        # store that holds trajectories only) the scenario still gets whole-episode pairs.
+        bundles = {scenario_id: store.get("bundles", scenario_id, Bundle)} if store.exists("bundles", scenario_id) else {}
+        made = build_pairs(trajectories, settings.pairs_per_scenario, bundles)
         for p in made:
             store.put("pairs", p.id, p)
         pair_ids = [p.id for p in made]

@@ -100,6 +100,34 @@ def _search(bundle: Bundle, steps: list[Step]) -> list[str] | None:
     return None
 
 
+def expert_next(bundle: Bundle, commands: list[str], seen: str) -> str:
+    """The oracle's next command from any state: the label for a state another operator reached.
+
+    `commands` are the commands run so far, `seen` everything the machine has shown (login and
+    outputs). The routine's steps are taken in order and the first one not yet done is next:
+    finding the announcement (done once its text has been shown), learning the provider (done
+    once any command has invoked it), each retrieve and act step (done once run verbatim),
+    then the reference's terminal.
+    """
+    ann, name = bundle.announcement, bundle.provider.name
+    if ann.text.strip() not in seen:
+        search = _search(bundle, list(bundle.reference)) or [s.command for s in bundle.reference if s.purpose == "orient"]
+        return next((c for c in search if c not in commands), search[-1] if search else "ls -a")
+    provider_used = any(_words(c)[:1] == [name] or c.startswith(f"man {name}") for c in commands)
+    for step in bundle.reference:
+        if step.purpose == "orient":
+            continue
+        if step.purpose == "learn":
+            if not provider_used:
+                return step.command
+            continue
+        if step.purpose == "terminate":
+            return step.command
+        if step.command not in commands:
+            return step.command
+    return "exit" if bundle.expected_terminal == "exit" else 'panic "cannot work out what to do"'
+
+
 def _variant(step: Step, bundle: Bundle, rng: random.Random) -> str:
     """An equivalent of the step's command that the world is known to support."""
     cmd = step.command
