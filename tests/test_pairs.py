@@ -156,3 +156,16 @@ def test_build_pairs_puts_terminal_pairs_first_and_pairs_a_scenario_without_keep
     assert len(pairs) == 2 and all(p.chosen_id.startswith("oracle:") for p in pairs)
     assert build_pairs(rejects, cap=8) == [], "without the bundle and a keeper there is nothing to pair"
     assert len(build_pairs(rejects, cap=1, bundles={bundle.id: bundle})) == 1
+
+
+def test_an_episode_going_round_in_circles_is_paired_at_its_first_repeat():
+    from tests.bundles_fixture import success_bundle
+    from workers.pairs import stall_pair
+
+    bundle = success_bundle()
+    looping = _rollout(bundle, ["tasks --help", "tasks --list", "tasks --list"] + ["tasks --list"] * 30)
+    assert looping.outcome == "no_terminal"
+    pair = stall_pair(bundle, looping)
+    assert pair.prompt == looping.messages[:5] and pair.rejected == [Message(role="assistant", content="tasks --list")]
+    assert pair.chosen[0].content == "tasks --show 1", "the routine's next step from that state"
+    assert stall_pair(bundle, _rollout(bundle, ["tasks --help", "panic 'x'"])) is None, "it ended: not a stall"

@@ -11,7 +11,9 @@ Given the scenario's bundle, a reject that stopped at the wrong moment also gets
 terminal, `rejected` that terminal, `chosen` the oracle's next command from the very same
 state (`expert_next`). A whole-episode pair mostly parts on a harmless early variation
 (`ls -a` against `cat /etc/motd`); this one parts on the decision that ended the episode,
-such as a `panic` after the operator's own failed look-around.
+such as a `panic` after the operator's own failed look-around. A reject that never ended
+gets the same kind of pair at its first exact repeat (a **stall pair**), where it began
+to go round in circles.
 """
 
 from __future__ import annotations
@@ -76,18 +78,43 @@ def make_pair(keeper: Trajectory, reject: Trajectory) -> Pair | None:
 
 def terminal_pair(bundle: Bundle, reject: Trajectory) -> Pair | None:
     """The pair at the reject's terminal, or None where the oracle would have ended the same way."""
-    if not reject.turns or reject.turns[-1].terminal is None or len(reject.messages) < 2:
+    if not reject.turns or reject.turns[-1].terminal is None:
         return None
-    last = reject.messages[-1]
-    if last.role != "assistant" or reject.turns[-1].command != last.content:
+    pair = labelled_pair(bundle, reject, len(reject.turns) - 1)
+    if pair is None or _words0(pair.chosen[0].content) == reject.turns[-1].terminal:
         return None
-    before = reject.turns[:-1]
+    return pair
+
+
+def stall_pair(bundle: Bundle, reject: Trajectory) -> Pair | None:
+    """For an episode that never ended: the pair at its first exact repeat (the same command,
+    answered the same way: nothing new was learned), where it began to go round in circles."""
+    if reject.outcome != "no_terminal":
+        return None
+    answered: set[tuple[str, str]] = set()
+    for i, turn in enumerate(reject.turns):
+        if turn.command is None:
+            continue
+        key = (turn.command, turn.output)
+        if key in answered:
+            pair = labelled_pair(bundle, reject, i)
+            return pair if pair is not None and pair.chosen[0].content != turn.command else None
+        answered.add(key)
+    return None
+
+
+def labelled_pair(bundle: Bundle, reject: Trajectory, index: int) -> Pair | None:
+    """Prompt: the reject's conversation before turn `index`; rejected: that turn's command;
+    chosen: the oracle's next command from the same state. None if the turn is not in the record."""
+    turn = reject.turns[index]
+    before = reject.turns[:index]
+    at = 1 + 2 * sum(1 for t in before if t.command is not None)  # login, then (command, answer) per command
+    if turn.command is None or at >= len(reject.messages) or reject.messages[at].content != turn.command:
+        return None
     commands = [t.command for t in before if t.command]
     seen = "\n".join([reject.messages[0].content] + [t.output for t in before])
     label = expert_next(bundle, commands, seen)
-    if _words0(label) == reject.turns[-1].terminal:
-        return None
-    prompt, chosen, rejected = reject.messages[:-1], [Message(role="assistant", content=label)], [last]
+    prompt, chosen, rejected = reject.messages[:at], [Message(role="assistant", content=label)], [reject.messages[at]]
     body = [[m.model_dump() for m in part] for part in (prompt, chosen, rejected)]
     return Pair(
         id=content_id(body, prefix="pair-"), scenario_id=reject.scenario_id, archetype=reject.archetype,
@@ -120,7 +147,7 @@ def build_pairs(trajectories: list[Trajectory], cap: int, bundles: dict[str, Bun
         keepers = [t for t in group if t.keep and len(t.messages) > 1]
         rejects = [t for t in group if _usable_reject(t)]
         bundle = (bundles or {}).get(scenario_id)
-        at_terminal = [p for p in (terminal_pair(bundle, r) for r in rejects) if p] if bundle else []
+        at_terminal = [p for r in rejects for p in (terminal_pair(bundle, r), stall_pair(bundle, r)) if p] if bundle else []
         at_terminal = list({p.id: p for p in at_terminal}.values())[:cap]
         pairs.extend(at_terminal)
         if keepers:
