@@ -103,7 +103,7 @@ class Pair(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(description="Content hash of (prompt, chosen, rejected): duplicates collapse.")
+    id: str = Field(description="Hash of (scenario, prompt, chosen, rejected): a scenario's duplicates collapse.")
     scenario_id: str
     archetype: str = ""
     split: Split = "train"

@@ -169,3 +169,16 @@ def test_an_episode_going_round_in_circles_is_paired_at_its_first_repeat():
     assert pair.prompt == looping.messages[:5] and pair.rejected == [Message(role="assistant", content="tasks --list")]
     assert pair.chosen[0].content == "tasks --show 1", "the routine's next step from that state"
     assert stall_pair(bundle, _rollout(bundle, ["tasks --help", "panic 'x'"])) is None, "it ended: not a stall"
+
+
+def test_word_for_word_equal_pairs_of_two_scenarios_keep_their_own_ids():
+    # A held-out scenario's pair must never answer for a train scenario's id in the write-once store.
+    from tests.bundles_fixture import success_bundle
+    from workers.pairs import terminal_pair
+
+    bundle = success_bundle()
+    a = _rollout(bundle, ["exit"])
+    b = a.model_copy(update={"scenario_id": "other-scenario", "split": "test"})
+    pa, pb = terminal_pair(bundle, a), terminal_pair(bundle, b)
+    assert (pa.prompt, pa.chosen, pa.rejected) == (pb.prompt, pb.chosen, pb.rejected)
+    assert pa.id != pb.id and pb.split == "test"

@@ -3,8 +3,8 @@
 A pair shares the conversation up to the first command where keeper and reject differ
 (`prompt`, ending with the machine's turn) and differs from there on: `chosen` is the
 keeper's continuation, `rejected` the reject's. Both continuations start with a command.
-Identical pairs collapse (their id is their content hash); each scenario gets at most
-`cap` pairs, spread over as many distinct rejects as possible.
+Identical pairs of a scenario collapse (their id hashes the scenario and the content);
+each scenario gets at most `cap` pairs, spread over as many distinct rejects as possible.
 
 Given the scenario's bundle, a reject that stopped at the wrong moment also gets a
 **terminal pair**, first under the cap: the prompt is its own conversation up to its
@@ -43,6 +43,13 @@ def divergence(a: list[Message], b: list[Message]) -> int | None:
     return i
 
 
+def pair_id(scenario_id: str, body: list) -> str:
+    """Content hash within a scenario: identical pairs of one scenario collapse, but two scenarios'
+    pairs never share an id (a short pair, such as `exit` against `ls -a` right after the
+    login, can be word for word the same in a train and a held-out scenario)."""
+    return content_id([scenario_id, body], prefix="pair-")
+
+
 def as_produced(t: Trajectory) -> list[Message]:
     """The reject's conversation as the operator produced it, up to its first reply with no command.
 
@@ -70,7 +77,7 @@ def make_pair(keeper: Trajectory, reject: Trajectory) -> Pair | None:
     prompt, chosen, rejected = keeper.messages[:i], keeper.messages[i:], produced[i:]
     body = [[m.model_dump() for m in part] for part in (prompt, chosen, rejected)]
     return Pair(
-        id=content_id(body, prefix="pair-"), scenario_id=keeper.scenario_id, archetype=keeper.archetype,
+        id=pair_id(keeper.scenario_id, body), scenario_id=keeper.scenario_id, archetype=keeper.archetype,
         split=keeper.split, prompt=prompt, chosen=chosen, rejected=rejected,
         rejected_outcome=reject.outcome, chosen_id=keeper.id, rejected_id=reject.id,
     )
@@ -117,7 +124,7 @@ def labelled_pair(bundle: Bundle, reject: Trajectory, index: int) -> Pair | None
     prompt, chosen, rejected = reject.messages[:at], [Message(role="assistant", content=label)], [reject.messages[at]]
     body = [[m.model_dump() for m in part] for part in (prompt, chosen, rejected)]
     return Pair(
-        id=content_id(body, prefix="pair-"), scenario_id=reject.scenario_id, archetype=reject.archetype,
+        id=pair_id(reject.scenario_id, body), scenario_id=reject.scenario_id, archetype=reject.archetype,
         split=reject.split, prompt=prompt, chosen=chosen, rejected=rejected,
         rejected_outcome=reject.outcome, chosen_id=f"oracle:{bundle.id}", rejected_id=reject.id,
     )
