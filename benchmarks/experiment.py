@@ -37,7 +37,7 @@ SCALES = {
                  env={"FARM_MAX_TURNS": "10", "FARM_MAX_TOKENS": "24"}),
     "full": dict(scenarios=48, samples=2, eval_scenarios=64, eval_samples=1, teacher_samples=2,
                  sft={"num_epochs": 3, "tokens_per_batch": 4096, "learning_rate": 1e-3, "save_steps": 10},
-                 dpo={"max_steps": 24, "pairs_per_batch": 2, "learning_rate": 2e-4, "save_steps": 8},
+                 dpo={"max_steps": 24, "pairs_per_batch": 2, "learning_rate": 1e-4, "save_steps": 8},
                  env={"FARM_MAX_TURNS": "14", "FARM_MAX_TOKENS": "40", "FARM_MAX_IDLE_REPLIES": "3",
                       # most of a scenario's pairs are then the turn-level ones (terminal, stall)
                       "FARM_PAIRS_PER_SCENARIO": "4"}),

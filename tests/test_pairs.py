@@ -182,3 +182,18 @@ def test_word_for_word_equal_pairs_of_two_scenarios_keep_their_own_ids():
     pa, pb = terminal_pair(bundle, a), terminal_pair(bundle, b)
     assert (pa.prompt, pa.chosen, pa.rejected) == (pb.prompt, pb.chosen, pb.rejected)
     assert pa.id != pb.id and pb.split == "test"
+
+
+def test_turn_level_pairs_come_with_the_keepers_right_stop_against_the_wrong_one():
+    from tests.bundles_fixture import success_bundle
+
+    bundle = success_bundle()
+    retrieve = [s.command for s in bundle.reference if s.purpose == "retrieve"]
+    act = next(s.command for s in bundle.reference if s.purpose == "act")
+    keeper = _rollout(bundle, ["tasks --help", *retrieve, act, "exit"])
+    reject = _rollout(bundle, ["panic 'no idea'"]).model_copy(update={"id": "r0"})
+    pairs = build_pairs([keeper, reject], cap=8, bundles={bundle.id: bundle})
+    choice = pairs[0]
+    assert choice.prompt == keeper.messages[:-1] and choice.chosen == [Message(role="assistant", content="exit")]
+    assert choice.rejected[0].content.startswith("panic") and choice.chosen_id == keeper.id
+    assert pairs[1].chosen_id == f"oracle:{bundle.id}" and pairs[1].rejected[0].content == "panic 'no idea'"

@@ -13,7 +13,9 @@ state (`expert_next`). A whole-episode pair mostly parts on a harmless early var
 (`ls -a` against `cat /etc/motd`); this one parts on the decision that ended the episode,
 such as a `panic` after the operator's own failed look-around. A reject that never ended
 gets the same kind of pair at its first exact repeat (a **stall pair**), where it began
-to go round in circles.
+to go round in circles. Those all push a command down in favour of going on; so that DPO
+does not learn never to stop, each keeper of such a scenario adds a **choice pair**: at its
+last state, its own terminal against the other one.
 """
 
 from __future__ import annotations
@@ -110,6 +112,25 @@ def stall_pair(bundle: Bundle, reject: Trajectory) -> Pair | None:
     return None
 
 
+OPPOSITE = {"exit": 'panic "cannot work out what to do"', "panic": "exit"}
+
+
+def choice_pair(keeper: Trajectory) -> Pair | None:
+    """At a keeper's last state: its terminal against the other one (the oracle's own
+    wrong-terminal mistake). Terminal and stall pairs all push a stop down; these push the
+    right stop up, where it is right."""
+    if not keeper.turns or keeper.turns[-1].terminal is None or keeper.messages[-1].role != "assistant":
+        return None
+    prompt, chosen = keeper.messages[:-1], [keeper.messages[-1]]
+    rejected = [Message(role="assistant", content=OPPOSITE[keeper.turns[-1].terminal])]
+    body = [[m.model_dump() for m in part] for part in (prompt, chosen, rejected)]
+    return Pair(
+        id=pair_id(keeper.scenario_id, body), scenario_id=keeper.scenario_id, archetype=keeper.archetype,
+        split=keeper.split, prompt=prompt, chosen=chosen, rejected=rejected,
+        rejected_outcome="wrong_terminal", chosen_id=keeper.id, rejected_id=f"opposite:{keeper.id}",
+    )
+
+
 def labelled_pair(bundle: Bundle, reject: Trajectory, index: int) -> Pair | None:
     """Prompt: the reject's conversation before turn `index`; rejected: that turn's command;
     chosen: the oracle's next command from the same state. None if the turn is not in the record."""
@@ -155,6 +176,8 @@ def build_pairs(trajectories: list[Trajectory], cap: int, bundles: dict[str, Bun
         rejects = [t for t in group if _usable_reject(t)]
         bundle = (bundles or {}).get(scenario_id)
         at_terminal = [p for r in rejects for p in (terminal_pair(bundle, r), stall_pair(bundle, r)) if p] if bundle else []
+        if at_terminal:  # balanced by the keepers' own stops, or DPO learns never to stop at all
+            at_terminal = [p for k in keepers if (p := choice_pair(k))] + at_terminal
         at_terminal = list({p.id: p for p in at_terminal}.values())[:cap]
         pairs.extend(at_terminal)
         if keepers:
