@@ -37,11 +37,13 @@ SCALES = {
                  env={"FARM_MAX_TURNS": "10", "FARM_MAX_TOKENS": "24"}),
     "full": dict(scenarios=48, samples=2, eval_scenarios=64, eval_samples=1, teacher_samples=2,
                  sft={"num_epochs": 3, "tokens_per_batch": 4096, "learning_rate": 1e-3, "save_steps": 10},
-                 dpo={"max_steps": 24, "pairs_per_batch": 2, "learning_rate": 1e-4, "save_steps": 8},
-                 env={"FARM_MAX_TURNS": "14", "FARM_MAX_TOKENS": "40", "FARM_MAX_IDLE_REPLIES": "3",
-                      # most of a scenario's pairs are then the turn-level ones (terminal, stall)
-                      "FARM_PAIRS_PER_SCENARIO": "4"}),
+                 dpo={"max_steps": 16, "pairs_per_batch": 2, "learning_rate": 5e-5, "save_steps": 8},
+                 env={"FARM_MAX_TURNS": "14", "FARM_MAX_TOKENS": "40", "FARM_MAX_IDLE_REPLIES": "3"}),
 }
+# --turn-pairs: DPO also on turn-level pairs against the oracle's next command (most of a
+# scenario's pairs, at a cap of 4), with a stronger step; the ablation in docs/RESULTS.md.
+TURN_PAIRS = dict(dpo={"max_steps": 24, "learning_rate": 1e-4},
+                  env={"FARM_TURN_PAIRS": "true", "FARM_PAIRS_PER_SCENARIO": "4"})
 COMMON_ENV = {"FARM_TEMPERATURE": "0.3", "FARM_ROLLOUT_CONCURRENCY": "8", "FARM_ORACLE_MISTAKE_RATE": "0.15"}
 
 
@@ -51,6 +53,7 @@ def main() -> int:
     parser.add_argument("--store", default=None, help="Artifact store (default: ./experiment-store-<scale>).")
     parser.add_argument("--out", default=str(ROOT / "docs" / "results"), help="Where the report and chart go.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--turn-pairs", action="store_true", help="The turn-level DPO pairs ablation (see TURN_PAIRS).")
     parser.add_argument("--timeout", type=float, default=3000.0, help="Longest wait for any one stage.")
     args = parser.parse_args()
 
@@ -61,6 +64,9 @@ def main() -> int:
 
     scale = dict(SCALES[args.scale])
     env = {**COMMON_ENV, **scale.pop("env")}
+    if args.turn_pairs:
+        scale["dpo"] = {**scale["dpo"], **TURN_PAIRS["dpo"]}
+        env.update(TURN_PAIRS["env"])
     os.environ.update(env)  # this process's settings match the workers'
     store_url = os.path.abspath(args.store or f"experiment-store-{args.scale}")
     cfg = LoopConfig(rounds=2, seed=args.seed, student_from="latest", timeout_s=args.timeout, **scale)
@@ -68,12 +74,14 @@ def main() -> int:
     started = time.monotonic()
     records = run_loop(cfg, settings, store_url, None, extra_env=env)
     elapsed = time.monotonic() - started
-    summary = write_results(store_url, records, cfg, env, args.scale, Path(args.out), elapsed)
+    label = args.scale + ("-turn-pairs" if args.turn_pairs else "")
+    command = f"python benchmarks/experiment.py --scale {args.scale}" + (" --turn-pairs" if args.turn_pairs else "")
+    summary = write_results(store_url, records, cfg, env, label, Path(args.out), elapsed, command)
     print(json.dumps(summary))
     return 0
 
 
-def write_results(store_url: str, records, cfg, env: dict, scale: str, out: Path, elapsed: float) -> dict:
+def write_results(store_url: str, records, cfg, env: dict, scale: str, out: Path, elapsed: float, command: str) -> dict:
     from common.store import Store
     from gpu.eval_report import EvalReport, write_chart
 
@@ -90,7 +98,7 @@ def write_results(store_url: str, records, cfg, env: dict, scale: str, out: Path
     out.mkdir(parents=True, exist_ok=True)
     chart = write_chart(report, out / f"experiment-{scale}.png")
     lines = [f"# Experiment ({scale} scale)", "",
-             f"Command: `python benchmarks/experiment.py --scale {scale}`; wall clock {elapsed / 60:.1f} min "
+             f"Command: `{command}`; wall clock {elapsed / 60:.1f} min "
              f"(this run, including resumed work if the store existed).", "",
              f"Settings: {json.dumps(env, sort_keys=True)}; loop config: "
              f"`{cfg.model_dump_json(exclude={'timeout_s'})}`", "",

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     max_tokens: int = Field(256, description="Max tokens per operator reply.")
     oracle_mistake_rate: float = Field(0.15, description="Rate of realistic mistakes by the oracle (so rejects exist).")
     pairs_per_scenario: int = Field(8, description="Cap on DPO pairs per scenario.")
+    turn_pairs: bool = Field(False, description="Also pair rejects at the turn that went wrong against the oracle's next "
+                             "command (terminal, stall and choice pairs; workers/pairs.py). Off: in the held-out "
+                             "experiment they taught the student not to stop (docs/RESULTS.md).")
 
     # --- farm
     rollout_concurrency: int = Field(8, description="Concurrent episodes per rollout worker process (threads).")

@@ -192,9 +192,9 @@ def pairs(self, scenario_id: str, trajectory_ids: list[str]) -> dict:
         pair_ids = store.get("tasks", manifest_id)["pairs"]
     else:
         trajectories = [store.get("trajectories", t, Trajectory) for t in trajectory_ids]
-        # The bundle labels the state each reject ended in (terminal pairs); without it (a
-        # store that holds trajectories only) the scenario still gets whole-episode pairs.
-        bundles = {scenario_id: store.get("bundles", scenario_id, Bundle)} if store.exists("bundles", scenario_id) else {}
+        # The bundle labels the state each reject ended in (turn-level pairs, when asked for).
+        bundles = ({scenario_id: store.get("bundles", scenario_id, Bundle)}
+                   if settings.turn_pairs and store.exists("bundles", scenario_id) else {})
         made = build_pairs(trajectories, settings.pairs_per_scenario, bundles)
         for p in made:
             store.put("pairs", p.id, p)
