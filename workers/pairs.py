@@ -6,16 +6,18 @@ keeper's continuation, `rejected` the reject's. Both continuations start with a 
 Identical pairs of a scenario collapse (their id hashes the scenario and the content);
 each scenario gets at most `cap` pairs, spread over as many distinct rejects as possible.
 
-Given the scenario's bundle, a reject that stopped at the wrong moment also gets a
-**terminal pair**, first under the cap: the prompt is its own conversation up to its
-terminal, `rejected` that terminal, `chosen` the oracle's next command from the very same
-state (`expert_next`). A whole-episode pair mostly parts on a harmless early variation
-(`ls -a` against `cat /etc/motd`); this one parts on the decision that ended the episode,
-such as a `panic` after the operator's own failed look-around. A reject that never ended
-gets the same kind of pair at its first exact repeat (a **stall pair**), where it began
-to go round in circles. Those all push a command down in favour of going on; so that DPO
-does not learn never to stop, each keeper of such a scenario adds a **choice pair**: at its
-last state, its own terminal against the other one.
+Turn-level pairs are opt-in (`FARM_TURN_PAIRS`): in the held-out experiment they taught
+the student not to stop (docs/RESULTS.md). Given the scenario's bundle, a reject that
+stopped at the wrong moment also gets a **terminal pair**, first under the cap: the prompt
+is its own conversation up to its terminal, `rejected` that terminal, `chosen` the
+oracle's next command from the very same state (`expert_next`). A whole-episode pair
+mostly parts on a harmless early variation (`ls -a` against `cat /etc/motd`); this one
+parts on the decision that ended the episode, such as a `panic` after the operator's own
+failed look-around. A reject that never ended gets the same kind of pair at its first
+exact repeat (a **stall pair**), where it began to go round in circles. Those all push a
+command down in favour of going on; so that DPO does not learn never to stop, each keeper
+of such a scenario adds a **choice pair**: at its last state, its own terminal against the
+other one.
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ def _usable_reject(t: Trajectory) -> bool:
 def build_pairs(trajectories: list[Trajectory], cap: int, bundles: dict[str, Bundle] | None = None) -> list[Pair]:
     """Pairs for every scenario with at least one keeper and one reject; at most `cap` per scenario.
 
-    With the scenarios' `bundles`, terminal pairs come first under the cap, and a scenario
+    With the scenarios' `bundles`, turn-level pairs come first under the cap, and a scenario
     with rejects but no keeper still gets them.
     """
     by_scenario: dict[str, list[Trajectory]] = defaultdict(list)

@@ -1,15 +1,15 @@
 """The oracle: a privileged operator that knows the bundle and performs the routine.
 
-It acts like a careful person who already knows the answer: maybe a look around
-(`ls`, `pwd`), read the announcement, ask the provider for its documentation, retrieve
-the directives, carry them out, terminate. When the login shows no announcement, it
-searches the places announcements live in one fixed order (`ls -a` for a notice in the
-home directory, then `/etc/issue`, then `env`) and stops where it finds it: the student
-learns a search that works on any world, not the oracle's knowledge of where to look. Command choice varies by seed among
-equivalents the world is known to support (`cat F` / `head -n N F` for a short fixture
-file, the reference's help command / the provider's declared one / its man page,
-`exit` / `exit 0`); the reference's retrieve and act steps are used verbatim because
-only they are known to work.
+It acts like a careful person who already knows the answer: maybe a look around (`ls`,
+`pwd`), read the announcement, ask the provider for its documentation, retrieve the
+directives, carry them out, terminate. When the login shows no announcement, it searches
+the places announcements live in one fixed order (`ls -a` for a notice in the home
+directory, then `/etc/issue`, then `env`) and stops where it finds it: the student learns
+a search that works on any world, not the oracle's knowledge of where to look. Command
+choice varies by seed among equivalents the world is known to support (`cat F` / `head -n
+N F` for a short fixture file, the reference's help command / the provider's declared one
+/ its man page, `exit` / `exit 0`); the reference's retrieve and act steps are used
+verbatim because only they are known to work.
 
 At `mistake_rate` an episode carries one realistic mistake, so rejects exist:
 a mistyped flag (then recovered, or not), a skipped directive, the wrong terminal,
@@ -28,8 +28,8 @@ import time
 
 from common.bundle import Bundle, Step
 from common.trajectory import Message
-from workers.operators.base import OperatorReply
 from sandbox.contract import OPERATOR_HOME
+from workers.operators.base import OperatorReply
 
 LOOK_AROUND = ("ls", "ls -la", "pwd", "ls -l")
 # Announcements the login shows (banner, motd) need no search. The others are found by this
@@ -70,7 +70,7 @@ def plan_episode(bundle: Bundle, seed: int, mistake_rate: float) -> tuple[list[s
         mistake = rng.choice(applicable)
         steps = _with_mistake(mistake, bundle, steps, rng)
     plan: list[str] = []
-    search = _search(bundle, steps)
+    search = _search(bundle)
     if search is not None:
         plan.extend(search)
         steps = [s for s in steps if s.purpose != "orient"]
@@ -83,7 +83,7 @@ def plan_episode(bundle: Bundle, seed: int, mistake_rate: float) -> tuple[list[s
     return plan, mistake
 
 
-def _search(bundle: Bundle, steps: list[Step]) -> list[str] | None:
+def _search(bundle: Bundle) -> list[str] | None:
     """The fixed-order search for an announcement the login does not show; None where it shows it.
 
     It replaces the reference's orient steps, which go straight to the announcement. A world
@@ -111,7 +111,7 @@ def expert_next(bundle: Bundle, commands: list[str], seen: str) -> str:
     """
     ann, name = bundle.announcement, bundle.provider.name
     if ann.text.strip() not in seen:
-        search = _search(bundle, list(bundle.reference)) or [s.command for s in bundle.reference if s.purpose == "orient"]
+        search = _search(bundle) or [s.command for s in bundle.reference if s.purpose == "orient"]
         return next((c for c in search if c not in commands), search[-1] if search else "ls -a")
     provider_used = any(_words(c)[:1] == [name] or c.startswith(f"man {name}") for c in commands)
     for step in bundle.reference:
