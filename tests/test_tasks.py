@@ -90,6 +90,26 @@ def test_admitted_bundle_flows_to_rollouts_and_pairs(farm_env, farm_settings, sp
     assert len([m for m in store.ids("tasks") if m.startswith("pairs:")]) == 1
 
 
+def test_turn_pairs_setting_labels_rejects_with_the_oracle_on_the_worker(farm_env, farm_settings, spawn_workers,
+                                                                          store_dir):
+    from common.trajectory import Pair
+    from workers.pipeline import Pipeline
+
+    env = {**farm_env, "FARM_SANDBOX_BACKEND": "fake", "FARM_TURN_PAIRS": "true"}
+    spawn_workers(["rollout", "pairs"], env, concurrency=4)
+    store = Store(str(store_dir))
+    bundle = _bundle()
+    store.put("bundles", bundle.id, bundle)
+    pipe = Pipeline(store, farm_settings)
+    stop = "exit" if bundle.expected_terminal == "panic" else "panic 'give up'"  # the wrong one, at once
+    pipe.gated(bundle.id, True, samples=2, operator="scripted:" + json.dumps([stop]))
+    assert _wait(lambda: bundle.id in pipe.finished(), 60), "pairs task never finished the scenario"
+    pairs = [store.get("pairs", p, Pair) for p in store.ids("pairs")]
+    # no keeper at all, yet the stop is paired against the oracle's first step from the login
+    assert pairs and all(p.chosen_id == f"oracle:{bundle.id}" for p in pairs)
+    assert {p.rejected[0].content for p in pairs} == {stop}
+
+
 def test_permanent_error_is_a_dead_letter_after_one_attempt(farm_env, farm_settings, spawn_workers, store_dir):
     from workers.pipeline import Pipeline
 
