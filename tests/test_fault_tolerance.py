@@ -55,7 +55,9 @@ def test_sigkill_mid_episode_redelivers_once_and_leaves_no_container(
 
     env = {**farm_env, "FARM_VISIBILITY_TIMEOUT_S": "12", "FARM_ORPHAN_SWEEP_S": "2"}
     store = Store(str(store_dir))
-    bundle = slow_bundle(int(time.time()) % 100000, 4)
+    # A fixed, admissible scenario (not every procedural seed passes the gate: seed 25's
+    # reference fails its own checker), made unique per run by the length of its pause.
+    bundle = slow_bundle(7, round(4 + (time.time() % 1000) / 1000, 3))
     store.put("bundles", bundle.id, bundle)
     tid = trajectory_id(bundle.id, "scripted", 0)
     first = spawn_workers(["rollout", "pairs"], env, concurrency=1, name="victim")
