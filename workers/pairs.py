@@ -27,6 +27,7 @@ from collections import defaultdict
 from common.bundle import Bundle
 from common.ids import content_id
 from common.trajectory import Message, Pair, Trajectory
+from sandbox.terminals import split_terminal
 from workers.operators.oracle import expert_next
 
 
@@ -47,11 +48,18 @@ def divergence(a: list[Message], b: list[Message]) -> int | None:
     return i
 
 
-def pair_id(scenario_id: str, body: list) -> str:
-    """Content hash within a scenario: identical pairs of one scenario collapse, but two scenarios'
-    pairs never share an id (a short pair, such as `exit` against `ls -a` right after the
-    login, can be word for word the same in a train and a held-out scenario)."""
-    return content_id([scenario_id, body], prefix="pair-")
+def new_pair(of: Trajectory, prompt: list[Message], chosen: list[Message], rejected: list[Message], *,
+             rejected_outcome: str, chosen_id: str, rejected_id: str) -> Pair:
+    """A pair of `of`'s scenario. Its id hashes the scenario with the content: identical pairs of
+    one scenario collapse, but two scenarios' pairs never share an id (a short pair, such as
+    `exit` against `ls -a` right after the login, can be word for word the same in a train and
+    a held-out scenario)."""
+    body = [[m.model_dump() for m in part] for part in (prompt, chosen, rejected)]
+    return Pair(
+        id=content_id([of.scenario_id, body], prefix="pair-"), scenario_id=of.scenario_id, archetype=of.archetype,
+        split=of.split, prompt=prompt, chosen=chosen, rejected=rejected,
+        rejected_outcome=rejected_outcome, chosen_id=chosen_id, rejected_id=rejected_id,
+    )
 
 
 def as_produced(t: Trajectory) -> list[Message]:
@@ -78,13 +86,8 @@ def make_pair(keeper: Trajectory, reject: Trajectory) -> Pair | None:
     i = divergence(keeper.messages, produced)
     if i is None:
         return None
-    prompt, chosen, rejected = keeper.messages[:i], keeper.messages[i:], produced[i:]
-    body = [[m.model_dump() for m in part] for part in (prompt, chosen, rejected)]
-    return Pair(
-        id=pair_id(keeper.scenario_id, body), scenario_id=keeper.scenario_id, archetype=keeper.archetype,
-        split=keeper.split, prompt=prompt, chosen=chosen, rejected=rejected,
-        rejected_outcome=reject.outcome, chosen_id=keeper.id, rejected_id=reject.id,
-    )
+    return new_pair(keeper, keeper.messages[:i], keeper.messages[i:], produced[i:],
+                    rejected_outcome=reject.outcome, chosen_id=keeper.id, rejected_id=reject.id)
 
 
 def terminal_pair(bundle: Bundle, reject: Trajectory) -> Pair | None:
@@ -92,7 +95,7 @@ def terminal_pair(bundle: Bundle, reject: Trajectory) -> Pair | None:
     if not reject.turns or reject.turns[-1].terminal is None:
         return None
     pair = labelled_pair(bundle, reject, len(reject.turns) - 1)
-    if pair is None or _words0(pair.chosen[0].content) == reject.turns[-1].terminal:
+    if pair is None or split_terminal(pair.chosen[0].content).terminal == reject.turns[-1].terminal:
         return None
     return pair
 
@@ -123,14 +126,9 @@ def choice_pair(keeper: Trajectory) -> Pair | None:
     right stop up, where it is right."""
     if not keeper.turns or keeper.turns[-1].terminal is None or keeper.messages[-1].role != "assistant":
         return None
-    prompt, chosen = keeper.messages[:-1], [keeper.messages[-1]]
     rejected = [Message(role="assistant", content=OPPOSITE[keeper.turns[-1].terminal])]
-    body = [[m.model_dump() for m in part] for part in (prompt, chosen, rejected)]
-    return Pair(
-        id=pair_id(keeper.scenario_id, body), scenario_id=keeper.scenario_id, archetype=keeper.archetype,
-        split=keeper.split, prompt=prompt, chosen=chosen, rejected=rejected,
-        rejected_outcome="wrong_terminal", chosen_id=keeper.id, rejected_id=f"opposite:{keeper.id}",
-    )
+    return new_pair(keeper, keeper.messages[:-1], [keeper.messages[-1]], rejected,
+                    rejected_outcome="wrong_terminal", chosen_id=keeper.id, rejected_id=f"opposite:{keeper.id}")
 
 
 def labelled_pair(bundle: Bundle, reject: Trajectory, index: int) -> Pair | None:
@@ -144,17 +142,8 @@ def labelled_pair(bundle: Bundle, reject: Trajectory, index: int) -> Pair | None
     commands = [t.command for t in before if t.command]
     seen = "\n".join([reject.messages[0].content] + [t.output for t in before])
     label = expert_next(bundle, commands, seen)
-    prompt, chosen, rejected = reject.messages[:at], [Message(role="assistant", content=label)], [reject.messages[at]]
-    body = [[m.model_dump() for m in part] for part in (prompt, chosen, rejected)]
-    return Pair(
-        id=pair_id(reject.scenario_id, body), scenario_id=reject.scenario_id, archetype=reject.archetype,
-        split=reject.split, prompt=prompt, chosen=chosen, rejected=rejected,
-        rejected_outcome=reject.outcome, chosen_id=f"oracle:{bundle.id}", rejected_id=reject.id,
-    )
-
-
-def _words0(command: str) -> str:
-    return command.strip().split(" ", 1)[0] if command.strip() else ""
+    return new_pair(reject, reject.messages[:at], [Message(role="assistant", content=label)], [reject.messages[at]],
+                    rejected_outcome=reject.outcome, chosen_id=f"oracle:{bundle.id}", rejected_id=reject.id)
 
 
 def _usable_reject(t: Trajectory) -> bool:
