@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     temperature: float = Field(0.7, description="Sampling temperature for model operators.")
     max_tokens: int = Field(256, description="Max tokens per operator reply.")
     oracle_mistake_rate: float = Field(0.15, description="Rate of realistic mistakes by the oracle (so rejects exist).")
+    oracle_slip_rate: float = Field(0.35, description="Rate of solvable episodes where the oracle mistypes a path in "
+                                    "one act step, sees the error and fixes it (so an error is not learnt as a cue to panic).")
     pairs_per_scenario: int = Field(8, description="Cap on DPO pairs per scenario.")
     turn_pairs: bool = Field(False, description="Also pair rejects at the turn that went wrong against the oracle's next "
                              "command (terminal, stall and choice pairs; workers/pairs.py). Off: in the held-out "

@@ -77,10 +77,56 @@ def test_oracle_searches_in_fixed_order_where_the_login_shows_no_announcement():
             if kind in ("banner", "motd"):
                 assert SEARCH_ENV not in plan and SEARCH_ISSUE not in plan
                 continue
-            expected = {"home_file": [SEARCH_HOME, f"cat {where}"], "etc_issue": [SEARCH_HOME, SEARCH_ISSUE],
-                        "env": [SEARCH_HOME, SEARCH_ISSUE, SEARCH_ENV]}[kind]
+            expected = {"home_file": [SEARCH_ISSUE, SEARCH_ENV, SEARCH_HOME, f"cat {where}"], "etc_issue": [SEARCH_ISSUE],
+                        "env": [SEARCH_ISSUE, SEARCH_ENV]}[kind]
             assert plan[:len(expected)] == expected, (kind, plan)
     assert {"env", "home_file", "etc_issue"} <= seen
+
+
+def test_expert_next_follows_the_routine_from_any_state():
+    from workers.author import author_procedural
+    from workers.operators.oracle import SEARCH_ENV, SEARCH_HOME, SEARCH_ISSUE, expert_next
+
+    b = author_procedural(5, "log_triage", provider_style="readme", announcement="home_file", terminal_case="success")
+    name, readme = b.provider.name, b.provider.help_command
+    notice = b.announcement.location
+    searched = [SEARCH_ISSUE, SEARCH_ENV, SEARCH_HOME]
+    assert expert_next(b, [], "") == SEARCH_ISSUE
+    assert expert_next(b, searched[:1], "Debian GNU/Linux 12") == SEARCH_ENV
+    assert expert_next(b, searched, "NOTICE") == f"cat {notice}"
+    found = [*searched, f"cat {notice}"]
+    seen = b.announcement.text
+    first = [s.command for s in b.reference if s.purpose == "learn"][0]
+    assert expert_next(b, found, seen) == first
+    # the tool pointed to its README: read it, then retrieve (not the tool again)
+    pointer = f"{name}: documentation is in {readme.split()[-1]}"
+    assert expert_next(b, [*found, first], seen + pointer) == readme
+    docs = seen + pointer + b.provider.help_marker
+    retrieve = next(s.command for s in b.reference if s.purpose == "retrieve")
+    assert expert_next(b, [*found, first, readme], docs) == retrieve
+    done = [s.command for s in b.reference if s.purpose != "terminate"]
+    assert expert_next(b, done, docs) == b.reference[-1].command
+
+
+def test_oracle_slips_mistype_a_path_then_run_the_step_right():
+    from workers.author import author_procedural
+
+    slipped = 0
+    for seed in range(20):
+        b = author_procedural(seed, terminal_case="success")
+        plan, mistake = plan_episode(b, seed, 0.0, slip_rate=1.0)
+        clean, _ = plan_episode(b, seed, 0.0, slip_rate=0.0)
+        if mistake != "slip":
+            continue
+        slipped += 1
+        extra = [c for c in plan if c not in clean]
+        assert len(extra) == 1 and len(plan) == len(clean) + 1
+        i = plan.index(extra[0])
+        assert plan[i + 1] in clean and plan[i + 1] != extra[0], "the step itself follows its slip"
+        assert not extra[0].startswith(("ls ", "command -v ")), "a probe is never slipped"
+    assert slipped >= 15
+    blocked = author_procedural(3, terminal_case="blocked")
+    assert plan_episode(blocked, 0, 0.0, slip_rate=1.0)[1] is None, "only solvable worlds slip"
 
 
 def test_oracle_mistakes_are_realistic_and_rate_controlled():

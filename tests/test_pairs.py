@@ -127,7 +127,7 @@ def test_a_panic_after_a_failed_look_around_is_paired_with_the_search_going_on()
     pair = terminal_pair(env_world, reject)
     assert pair.prompt == reject.messages[:-1] and pair.prompt[-1].role == "user"
     assert pair.rejected == [reject.messages[-1]]
-    assert pair.chosen == [Message(role="assistant", content="ls -a")], "the fixed-order search begins"
+    assert pair.chosen == [Message(role="assistant", content="cat /etc/issue")], "the fixed-order search begins"
     assert pair.chosen_id == f"oracle:{env_world.id}" and pair.rejected_id == reject.id
 
 

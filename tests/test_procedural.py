@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -22,6 +23,22 @@ def test_authoring_is_deterministic_and_ids_are_stable(seed, archetype):
     a, b = author_procedural(seed, archetype), author_procedural(seed, archetype)
     assert a == b and a.id == b.id == a.compute_id()
     assert Bundle.parse_json(a.model_dump_json()).id == a.id
+
+
+def test_ids_are_the_same_in_another_process():
+    # Nothing in authoring may depend on per-process state (str hashing, set order, time): a
+    # redelivered author task in another worker must write the same bundle under the same id.
+    import subprocess
+    import sys
+
+    seeds = range(0, 60, 7)
+    here = [author_procedural(s).id for s in seeds]
+    code = ("from workers.author import author_procedural; "
+            f"print(' '.join(author_procedural(s).id for s in {list(seeds)}))")
+    for hash_seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={"PYTHONHASHSEED": hash_seed, "PATH": "/usr/bin:/bin"}, cwd=str(Path(__file__).parents[1]))
+        assert out.stdout.split() == here
 
 
 def test_sample_combos_balances_axes_and_terminals():
@@ -76,3 +93,37 @@ def test_unknown_axis_values_are_refused():
         author_procedural(1, "no_such_family")
     with pytest.raises(KeyError, match="known"):
         author_procedural(1, terminal_case="maybe")
+
+
+@pytest.mark.parametrize("archetype", sorted(FAMILIES))
+def test_success_references_look_before_they_act_as_a_blocked_world_needs(archetype):
+    """A blocked world is found out by a look (`ls -l INPUT`, `command -v TOOL`); success worlds take the
+    same look first wherever the family has an input or a target, so looking is never itself a cue to panic."""
+    probes = {"ls", "command"}
+    looked = 0
+    for seed in range(6):
+        success = author_procedural(seed, archetype, terminal_case="success")
+        acts = [s.command for s in success.reference if s.purpose == "act"]
+        if acts[0].split()[0] in probes and len(acts) > 1:
+            looked += 1
+            assert acts[0].split()[0] == "ls", "a success world is never asked for the blocked variant's tool"
+        blocked = author_procedural(seed, archetype, terminal_case="blocked")
+        assert [s.command.split()[0] for s in blocked.reference if s.purpose == "act"][0] in probes
+    if archetype != "env_profile":  # its only blocker is a missing tool
+        assert looked == 6
+
+
+@pytest.mark.parametrize("style", sorted(tx.PROVIDER_STYLES))
+def test_the_provider_is_learnt_by_asking_it_then_following_its_pointer(style):
+    firsts = set()
+    for seed in range(12):
+        b = author_procedural(seed, "file_organize", provider_style=style)
+        name = b.provider.name
+        learn = [s.command for s in b.reference if s.purpose == "learn"]
+        assert learn[0] in (name, f"{name} --help")
+        firsts.add(learn[0] == name)
+        if style in ("man", "readme"):
+            assert learn[1:] == [b.provider.help_command]
+        assert len(learn) <= 2
+    assert len(firsts) == 2, "both ways of asking occur"
+

@@ -24,6 +24,7 @@ CASES = [
     ('panic "the input is missing"', 'panic "the input is missing"'),
     ("FOO=1 env", "FOO=1 env"),
     ("```python\nprint(1)\n```\nls", "ls"),
+    ("(cd /home/user/work && sha256sum *) > /home/user/work.sha256", "(cd /home/user/work && sha256sum *) > /home/user/work.sha256"),
 ]
 
 NONE_CASES = [
@@ -33,6 +34,7 @@ NONE_CASES = [
     "Sure! Let me help you with that.",
     "Hello, how can I assist you today?",
     "The message says there are pending tasks.",
+    "(The command is ls.)",
 ]
 
 

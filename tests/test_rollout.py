@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -92,6 +93,57 @@ def test_oracle_over_procedural_bundles():
         assert t.terminal == bundle.expected_terminal and deploy_problems(t.messages) == []
         terminals.add(t.terminal)
     assert terminals == {"exit", "panic"}
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_oracle_takes_only_steps_a_student_could_take():
+    """The student copies the oracle, so the oracle may not use what only the bundle knows: it calls
+    the provider once its name was shown, reads a README or a manual page only once the tool pointed
+    there, and retrieves only once the documentation naming the verbs was shown."""
+    author = pytest.importorskip("workers.author")
+    from common import taxonomy as tx
+
+    config = docker_config()
+    for i, style in enumerate(tx.PROVIDER_STYLES):
+        for j, announcement in enumerate(("motd", "env", "home_file")):
+            bundle = author.author_procedural(100 + i * 3 + j, "log_triage", provider_style=style,
+                                              announcement=announcement, terminal_case="empty_queue")
+            t = run_episode(bundle, "oracle", i + j, settings=Settings(oracle_mistake_rate=0.0), sandbox_config=config)
+            assert t.outcome == "success", (style, announcement, assistant_commands(t))
+            name, first_retrieve = bundle.provider.name, next(s.command for s in bundle.reference if s.purpose == "retrieve")
+            shown = t.messages[0].content
+            for turn in t.turns:
+                words = turn.command.split()
+                if name in words:
+                    assert name in shown, (style, announcement, turn.command, "called before it was named")
+                if words[0] in ("man", "cat") and name.lower() in turn.command.lower():
+                    assert words[-1] in shown, (style, turn.command, "documentation read before the tool pointed to it")
+                if turn.command == first_retrieve:
+                    assert bundle.provider.help_marker in shown, (style, "retrieved before reading the documentation")
+                shown += turn.output
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_oracle_slips_fail_on_the_machine_and_the_episode_still_succeeds():
+    author = pytest.importorskip("workers.author")
+    from workers.author.families import FAMILIES
+
+    config = docker_config()
+    settings = Settings(oracle_mistake_rate=0.0, oracle_slip_rate=1.0)
+    from workers.operators.oracle import plan_episode
+
+    for i, family in enumerate(sorted(FAMILIES)):
+        bundle = author.author_procedural(i, family, terminal_case="success")
+        t = run_episode(bundle, "oracle", 0, settings=settings, sandbox_config=config)
+        if plan_episode(bundle, t.seed, 0.0, 1.0)[1] != "slip":
+            continue  # nothing in this world to mistype harmlessly
+        assert t.outcome == "success", (family, assistant_commands(t), t.checker_output)
+        # the slip shows its error (a pipeline's status may still be its last command's)
+        failed = [turn for turn in t.turns if turn.command.split()[0] != bundle.provider.name
+                  and (turn.exit_code not in (0, None) or re.search(r"No such file|can't|cannot", turn.output))]
+        assert failed, (family, "the slip fails where it runs")
 
 
 @pytest.mark.docker

@@ -40,7 +40,8 @@ def _looks_like_command(line: str) -> bool:
     if not line or line.startswith("#"):
         return False
     words = line.split()
-    if not _COMMAND_WORD.match(words[0]) or words[0] in _PROSE_STARTS:
+    first = words[0].lstrip("(") or words[0]  # a subshell: `(cd DIR && ...) > OUT`
+    if not _COMMAND_WORD.match(first) or first in _PROSE_STARTS:
         return False  # capitalised words, punctuation, sentence openers: prose
     if len(words) >= 3 and line.endswith(_PROSE_END) and not line.endswith(("\\", "./", "..")):
         return False  # "check the file first." reads as a sentence

@@ -35,23 +35,40 @@ def _without(task: Task, path: str) -> Task:
                 extra_tracked=task.extra_tracked, output=task.output)
 
 
+def _probe_kind(rng: random.Random, task: Task, blocked: bool = True) -> str | None:
+    """What the task's first directive needs that a world could lack: an input, a tool or a permission.
+
+    A tool is only a blocker's: the success directives do not use the tool a blocked variant
+    asks for, so looking for it there would teach nothing true.
+    """
+    options = [k for k, ok in (("missing_input", task.inputs), ("missing_tool", blocked and task.tool),
+                               ("readonly", task.readonly)) if ok]
+    return rng.choice(options) if options else None
+
+
+def _probe(kind: str, task: Task) -> Step:
+    """The look that tells whether the world has what the first directive needs."""
+    if kind == "missing_input":
+        return Step(command=f"ls -l {task.inputs[0]}", purpose="act")
+    if kind == "missing_tool":
+        return Step(command=f"command -v {task.tool[0]}", purpose="act")  # type: ignore[index]
+    return Step(command=f"ls -l {task.readonly_target}", purpose="act")
+
+
 def _block(rng: random.Random, task: Task) -> tuple[Task, list[str], Step, str]:
     """(world, directives, probe step, panic reason) for a blocked variant of `task`."""
-    options = [k for k, ok in (("missing_input", task.inputs), ("missing_tool", task.tool),
-                               ("readonly", task.readonly)) if ok]
-    kind = rng.choice(options)
+    kind = _probe_kind(rng, task)
+    assert kind is not None, "every family has a way to be blocked"
+    probe = _probe(kind, task)
     if kind == "missing_input":
         path = task.inputs[0]
-        return (_without(task, path), task.directives, Step(command=f"ls -l {path}", purpose="act"),
-                f"{path} does not exist")
+        return _without(task, path), task.directives, probe, f"{path} does not exist"
     if kind == "missing_tool":
         tool, text = task.tool  # type: ignore[misc]
-        return (task, [text, *task.directives[1:]], Step(command=f"command -v {tool}", purpose="act"),
-                f"{tool} is not installed")
+        return task, [text, *task.directives[1:]], probe, f"{tool} is not installed"
     ro = task.readonly
     assert ro is not None
-    return (ro, ro.directives, Step(command=f"ls -l {task.readonly_target}", purpose="act"),
-            f"{task.readonly_target} is owned by root and not writable")
+    return ro, ro.directives, probe, f"{task.readonly_target} is owned by root and not writable"
 
 
 def _dirs(world: Task) -> list[str]:
@@ -72,7 +89,10 @@ def author_from_combo(combo: Combo) -> Bundle:
     terminal = "exit"
     if case == "success":
         world, pending, cancelled = task, task.directives, []
-        act = [Step(command=c, purpose="act") for c in task.act]
+        # The same look a blocked world needs, before acting: the student must learn to read its
+        # answer (panic on what is missing), not that looking means panic.
+        kind = _probe_kind(rng, task, blocked=False)
+        act = [*([_probe(kind, task)] if kind else []), *(Step(command=c, purpose="act") for c in task.act)]
         check = checker(task.checks)
     else:
         if case == "empty_queue":

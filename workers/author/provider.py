@@ -111,11 +111,27 @@ esac
 """
     provider = Provider(name=name, path=f"/usr/local/bin/{name}", script=script, style=style,
                         help_command=help_cmd, help_marker=f"{name} {list_inv}")
-    learn = [Step(command=help_cmd, purpose="learn")]
+    learn = [Step(command=c, purpose="learn") for c in discovery(rng, name, style, help_cmd)]
     retrieve = [Step(command=f"{name} {list_inv}", purpose="retrieve")]
     if summaries:
         retrieve += [Step(command=f"{name} {show_inv} {i}", purpose="retrieve") for i in pend_ids]
     return Served(provider, files, learn, retrieve)
+
+
+def discovery(rng: random.Random, name: str, style: str, help_cmd: str) -> list[str]:
+    """How an operator who knows only the tool's name learns it: ask the tool, follow its pointer.
+
+    Every style answers `NAME --help` or a bare `NAME` with either its documentation or a
+    pointer to it (the manual page, the README, the help verb), so one routine works on
+    every provider: the student never has to know a README's path or a style in advance.
+    """
+    entry = rng.choice((f"{name} --help", name))
+    if style == "usage_on_error":
+        return [entry]  # both print the usage (as an error)
+    if style in ("flags", "subcommands"):
+        # `--help` prints the page; a bare call points to the help verb
+        return [entry] if entry != name else [name, help_cmd]
+    return [entry, help_cmd]  # man, readme: both invocations print where the documentation is
 
 
 def _sq(text: str) -> str:

@@ -43,7 +43,7 @@ def _oracle(arg: str | None, settings: Settings, spec: str) -> Operator:
 
     if arg:
         raise UnknownOperator(f"the oracle takes no argument, got {spec!r}")
-    return OracleOperator(mistake_rate=settings.oracle_mistake_rate, spec=spec)
+    return OracleOperator(mistake_rate=settings.oracle_mistake_rate, spec=spec, slip_rate=settings.oracle_slip_rate)
 
 
 def _scripted(arg: str | None, settings: Settings, spec: str) -> Operator:

@@ -1,15 +1,19 @@
 """The oracle: a privileged operator that knows the bundle and performs the routine.
 
-It acts like a careful person who already knows the answer: maybe a look around (`ls`,
-`pwd`), read the announcement, ask the provider for its documentation, retrieve the
-directives, carry them out, terminate. When the login shows no announcement, it searches
-the places announcements live in one fixed order (`ls -a` for a notice in the home
-directory, then `/etc/issue`, then `env`) and stops where it finds it: the student learns
-a search that works on any world, not the oracle's knowledge of where to look. Command
-choice varies by seed among equivalents the world is known to support (`cat F` / `head -n
-N F` for a short fixture file, the reference's help command / the provider's declared one
-/ its man page, `exit` / `exit 0`); the reference's retrieve and act steps are used
-verbatim because only they are known to work.
+It acts like a careful person who already knows the answer, but takes only steps a
+student could take without that knowledge: read the announcement, ask the provider for
+its documentation, retrieve the directives, carry them out, terminate. When the login
+shows the announcement (banner, motd), the login is the orientation and the oracle goes
+to the tool it names. When it does not, the oracle searches the places announcements live
+in one fixed order (`/etc/issue`, then `env`, then `ls -a` and the notice file it lists)
+and stops where it finds it: the student learns a search that works on any world,
+not the oracle's knowledge of where to look. The provider is learnt the same way: the
+reference asks the tool and follows the pointer it prints (see
+workers.author.provider.discovery). Command choice varies by seed among equivalents the
+world is known to support (`cat F` / `head -n N F` for a short fixture file, `exit` /
+`exit 0`); the reference's learn, retrieve and act steps are used verbatim because only
+they are known to work. There are no idle look-arounds: a student copies them, and then
+loses its place.
 
 At `mistake_rate` an episode carries one realistic mistake, so rejects exist:
 a mistyped flag (then recovered, or not), a skipped directive, the wrong terminal,
@@ -29,9 +33,9 @@ import time
 from common.bundle import Bundle, Step
 from common.trajectory import Message
 from sandbox.contract import OPERATOR_HOME
+from workers.author.provider import discovery
 from workers.operators.base import OperatorReply
 
-LOOK_AROUND = ("ls", "ls -la", "pwd", "ls -l")
 # Announcements the login shows (banner, motd) need no search. The others are found by this
 # search, in this order; a place that holds nothing is passed over and the search goes on.
 SEARCH_HOME, SEARCH_ISSUE, SEARCH_ENV = "ls -a", "cat /etc/issue", "env"
@@ -42,15 +46,16 @@ _SHORT_FILE_LINES = 20
 class OracleOperator:
     needs_scaffold = False
 
-    def __init__(self, mistake_rate: float = 0.15, spec: str = "oracle"):
+    def __init__(self, mistake_rate: float = 0.15, spec: str = "oracle", slip_rate: float = 0.0):
         self.spec = spec
         self.mistake_rate = mistake_rate
+        self.slip_rate = slip_rate
         self.plan: list[str] = []
         self.mistake: str | None = None
         self._next = 0
 
     def begin(self, bundle: Bundle, seed: int) -> None:
-        self.plan, self.mistake = plan_episode(bundle, seed, self.mistake_rate)
+        self.plan, self.mistake = plan_episode(bundle, seed, self.mistake_rate, self.slip_rate)
         self._next = 0
 
     def reply(self, messages: list[Message]) -> OperatorReply:
@@ -60,43 +65,76 @@ class OracleOperator:
         return OperatorReply(text=text, latency_ms=(time.perf_counter() - start) * 1000)
 
 
-def plan_episode(bundle: Bundle, seed: int, mistake_rate: float) -> tuple[list[str], str | None]:
-    """The oracle's commands for one episode, and the mistake it makes (None for none)."""
+def plan_episode(bundle: Bundle, seed: int, mistake_rate: float, slip_rate: float = 0.0) -> tuple[list[str], str | None]:
+    """The oracle's commands for one episode, and the mistake it makes (None for none).
+
+    At `slip_rate`, an episode with no other mistake mistypes a path in one act step, sees the
+    error and runs the step right: an error from one's own command is a cue to fix it, never
+    to panic (only a look at what the directive needs, failing, is). The mistake is then
+    "slip"; the checker still decides whether the slip spoiled the world.
+    """
     rng = random.Random(f"{bundle.id}:{seed}")
-    steps = list(bundle.reference)
+    steps = _with_discovery(bundle, list(bundle.reference), rng)
     mistake = None
     if rng.random() < mistake_rate:
         applicable = [m for m in MISTAKES if _applies(m, bundle, steps)]
         mistake = rng.choice(applicable)
         steps = _with_mistake(mistake, bundle, steps, rng)
+    elif bundle.axes.terminal_case == "success" and rng.random() < slip_rate:
+        for i, step in enumerate(steps):
+            slipped = _slip(step, bundle) if step.purpose == "act" else None
+            if slipped is not None:
+                steps.insert(i, slipped)
+                mistake = "slip"
+                break
     plan: list[str] = []
     search = _search(bundle)
     if search is not None:
         plan.extend(search)
+    if search is not None or _login_shows(bundle):
         steps = [s for s in steps if s.purpose != "orient"]
-    elif rng.random() < 0.4:
-        plan.append(rng.choice(LOOK_AROUND))
     for step in steps:
         plan.append(_variant(step, bundle, rng))
-        if step.purpose in ("orient", "retrieve") and rng.random() < 0.15:
-            plan.append(rng.choice(LOOK_AROUND))
     return plan, mistake
+
+
+def _with_discovery(bundle: Bundle, steps: list[Step], rng: random.Random) -> list[Step]:
+    """A procedural provider answers both ways of asking it (`NAME --help`, a bare `NAME`), so the
+    oracle varies which it tries first; another author's reference is kept as written."""
+    if bundle.origin.kind != "procedural":
+        return steps
+    p = bundle.provider
+    learn = [Step(command=c, purpose="learn") for c in discovery(rng, p.name, p.style, p.help_command)]
+    at = next((i for i, s in enumerate(steps) if s.purpose == "learn"), None)
+    if at is None:
+        return steps
+    return steps[:at] + learn + [s for s in steps[at:] if s.purpose != "learn"]
+
+
+def _login_shows(bundle: Bundle) -> bool:
+    """Does the login message already show the announcement (banner, motd)? Then nothing needs reading."""
+    ann = bundle.announcement
+    return (ann.kind, ann.location) in (("banner", "/etc/issue.net"), ("motd", "/etc/motd"))
 
 
 def _search(bundle: Bundle) -> list[str] | None:
     """The fixed-order search for an announcement the login does not show; None where it shows it.
 
-    It replaces the reference's orient steps, which go straight to the announcement. A world
-    whose announcement the search would not reach (a notice file outside the home directory)
-    keeps the reference's way.
+    It replaces the reference's orient steps, which go straight to the announcement. The places
+    that show the announcement itself come first (`/etc/issue`, then `env`) and the home
+    listing last: a listing shows only a file's name, and once the search has reached it the
+    notice is the one file there worth reading, so no step has to decide whether to read it.
+    (Listing first, the student learnt to read on past the name and never opened the file.)
+    A world whose announcement the search would not reach (a notice file outside the home
+    directory) keeps the reference's way.
     """
     ann = bundle.announcement
     if ann.kind == "home_file" and ann.location.startswith(OPERATOR_HOME + "/") and "/" not in ann.location[len(OPERATOR_HOME) + 1:]:
-        return [SEARCH_HOME, f"cat {ann.location}"]
+        return [SEARCH_ISSUE, SEARCH_ENV, SEARCH_HOME, f"cat {ann.location}"]
     if ann.kind == "etc_issue" and ann.location == "/etc/issue":
-        return [SEARCH_HOME, SEARCH_ISSUE]
+        return [SEARCH_ISSUE]
     if ann.kind == "env":
-        return [SEARCH_HOME, SEARCH_ISSUE, SEARCH_ENV]
+        return [SEARCH_ISSUE, SEARCH_ENV]
     return None
 
 
@@ -106,19 +144,19 @@ def expert_next(bundle: Bundle, commands: list[str], seen: str) -> str:
     `commands` are the commands run so far, `seen` everything the machine has shown (login and
     outputs). The routine's steps are taken in order and the first one not yet done is next:
     finding the announcement (done once its text has been shown), learning the provider (done
-    once any command has invoked it), each retrieve and act step (done once run verbatim),
-    then the reference's terminal.
+    once its documentation has been shown; until then its next learn step not yet run), each
+    retrieve and act step (done once run verbatim), then the reference's terminal.
     """
-    ann, name = bundle.announcement, bundle.provider.name
+    ann = bundle.announcement
     if ann.text.strip() not in seen:
         search = _search(bundle) or [s.command for s in bundle.reference if s.purpose == "orient"]
         return next((c for c in search if c not in commands), search[-1] if search else "ls -a")
-    provider_used = any(_words(c)[:1] == [name] or c.startswith(f"man {name}") for c in commands)
+    learnt = bundle.provider.help_marker in seen
     for step in bundle.reference:
         if step.purpose == "orient":
             continue
         if step.purpose == "learn":
-            if not provider_used:
+            if not learnt and step.command not in commands:
                 return step.command
             continue
         if step.purpose == "terminate":
@@ -133,11 +171,6 @@ def _variant(step: Step, bundle: Bundle, rng: random.Random) -> str:
     cmd = step.command
     if step.purpose == "orient":
         return rng.choice(_orient_variants(cmd, bundle))
-    if step.purpose == "learn":
-        options = [cmd, bundle.provider.help_command]
-        if any(f.path.startswith("/usr/local/share/man/man1/" + bundle.provider.name + ".") for f in bundle.fixtures.files):
-            options.append(f"man {bundle.provider.name}")
-        return rng.choice(sorted(set(options)))
     if step.purpose == "terminate" and cmd.strip() in ("exit", "exit 0"):
         return rng.choice(["exit", "exit 0"])
     return cmd
@@ -161,6 +194,38 @@ def _words(cmd: str) -> list[str]:
         return shlex.split(cmd)
     except ValueError:
         return cmd.split()
+
+
+_PROBES = ("ls ", "command -v ")
+
+
+def _slip(step: Step, bundle: Bundle) -> Step | None:
+    """`step` with the first path it reads mistyped (so the command fails on it), or None.
+
+    Only paths of the world's own files and directories (or paths under them) that the command
+    does not create (not after `>`, `>>` or `mkdir -p`) are candidates; probes are never slipped, since a failing probe is
+    exactly what a blocked world shows.
+    """
+    if step.command.startswith(_PROBES) or "\n" in step.command or step.command.split()[0] in ("echo", "printf"):
+        return None  # a path an echo writes out is text, not something that can fail
+    known = {f.path for f in bundle.all_files()} | set(bundle.fixtures.dirs)
+    words = step.command.split(" ")
+    for i, word in enumerate(words):
+        if (i and words[i - 1] in (">", ">>", "mkdir", "-p")) or any(q in word for q in "'\""):
+            continue  # a mistyped target would be created, a quoted path is data: neither fails
+        # the word itself, or the longest known directory it lies under (`DIR/*.log`)
+        path = word if word in known else max((d for d in bundle.fixtures.dirs if word.startswith(d + "/")),
+                                                key=len, default=None)
+        if path is None:
+            continue
+        head, _, leaf = path.rpartition("/")
+        typo = next((leaf[:j] + leaf[j + 1] + leaf[j] + leaf[j + 2:] for j in range(len(leaf) - 1)
+                     if leaf[j] != leaf[j + 1] and leaf[j].isalpha() and leaf[j + 1].isalpha()), None)
+        if typo is None or f"{head}/{typo}" in known:
+            continue
+        wrong = f"{head}/{typo}" + word[len(path):]
+        return Step(command=" ".join(words[:i] + [wrong] + words[i + 1:]), purpose="act")
+    return None
 
 
 def _flag_steps(steps: list[Step]) -> list[int]:
