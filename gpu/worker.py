@@ -48,6 +48,9 @@ class GpuNodeSettings(BaseSettings):
     gpu_prefix_cache: int | None = Field(
         None, ge=0, description="Conversations whose KV cache the server keeps for their next turn (row-by-row "
         "generation); 0 = batched generation without reuse; None = 32 on CPU (prefill dominates there), 0 on CUDA.")
+    gpu_merge_adapters: bool | None = Field(
+        None, description="Serve each adapter merged into its own copy of the base (no LoRA matmuls per forward, one "
+        "base-sized copy per adapter); None = on a CPU, where the copy is cheap and the extra matmuls are not.")
 
 
 def _resident_class():
@@ -57,8 +60,8 @@ def _resident_class():
         """A ResidentModel that loads published adapters on first use (RLock: load inside generate's lock)."""
 
         def __init__(self, model: Any, tokenizer: Any, base_name: str, store_url: str, cache_dir: Path,
-                     prefix_cache_entries: int = 0):
-            super().__init__(model, tokenizer, base_name, prefix_cache_entries)
+                     prefix_cache_entries: int = 0, merge_adapters: bool = False):
+            super().__init__(model, tokenizer, base_name, prefix_cache_entries, merge_adapters)
             self.lock = threading.RLock()
             self.store_url = store_url
             self.cache_dir = cache_dir
@@ -127,8 +130,10 @@ class GpuNode:
             cache = self.settings.gpu_prefix_cache
             if cache is None:
                 cache = 0 if str(model.device).startswith("cuda") else 32
+            on_cpu = not str(model.device).startswith("cuda")
+            merge = on_cpu if self.settings.gpu_merge_adapters is None else self.settings.gpu_merge_adapters
             self.resident = _resident_class()(model, tokenizer, self.base_model, self.store_url,
-                                              self.workdir / "adapters", cache)
+                                              self.workdir / "adapters", cache, merge)
             if self.settings.gpu_serve:
                 self._serve()
             log.info("GPU node ready: base %s%s", self.base_model,

@@ -321,3 +321,51 @@ def test_prefix_cache_resumes_each_conversation_and_answers_as_without_it(served
     # conversation (system prompt, "Welcome to host"), and every later turn resumes its own
     assert (stats.hits, stats.misses) == (5, 1)
     assert stats.reused_tokens > 5 * 20 and len(stats) == 2
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_prefix_cache_decodes_conversations_together_and_each_answers_as_alone(served, smollm2_model, smollm2_tokenizer):
+    """Rows of different lengths, each resuming its own cache, decode in one batch: every answer is
+    still its conversation's greedy one, and every grown cache serves that conversation's next turn."""
+    from gpu.resident_model import ResidentModel
+
+    cached = ResidentModel(smollm2_model, smollm2_tokenizer, "smollm2", prefix_cache_entries=8)
+    greedy = SamplingParams(temperature=0, max_tokens=12)
+    convos = [[{"role": "user", "content": f"Welcome to host {h}.{' Directives come from `taskctl`.' * k}\nuser@sandbox:~$ "}]
+              for k, h in enumerate(("alpha", "beta", "gamma"), start=1)]
+    calls = cached.generate_calls
+    for turn in range(3):
+        answers = [c.text for c in cached.generate("base", [cached.prompt_ids(c) for c in convos], [greedy] * len(convos))]
+        for convo, answer in zip(convos, answers):
+            assert served.is_greedy(convo, answer, max_tokens=12), (turn, answer)
+            convo += [{"role": "assistant", "content": answer.strip() or "ls"},
+                      {"role": "user", "content": f"{'notes.txt ' * (turn + len(convo))}\nuser@sandbox:~$ "}]
+    stats = cached.prefix_cache
+    assert cached.generate_calls - calls == 3, "one generate call per turn for all three conversations"
+    # the first turns all miss (they prefill together, before any cache exists); every later turn resumes its own
+    assert stats.misses == 3 and stats.hits == 6 and len(stats) == 3
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_merged_adapters_answer_as_the_adapter_and_leave_the_base_untouched(served, lora_dir, smollm2_model,
+                                                                              smollm2_tokenizer):
+    from gpu.resident_model import ResidentModel, UnknownModel
+
+    path, peft_model = lora_dir
+    resident = ResidentModel(copy.deepcopy(smollm2_model), smollm2_tokenizer, "smollm2", prefix_cache_entries=8,
+                             merge_adapters=True)
+    greedy = SamplingParams(temperature=0, max_tokens=8)
+    prompts = [[{"role": "user", "content": p}] for p in PROMPTS[:3]]
+    ids = [resident.prompt_ids(p) for p in prompts]
+    base_before = [c.text for c in resident.generate("base", ids, [greedy] * 3)]
+    resident.load_adapter("rand-lora", path)
+    adapted = [c.text for c in resident.generate("rand-lora", ids, [greedy] * 3)]
+    assert all(served.is_greedy(p, a, model=peft_model) for p, a in zip(prompts, adapted)), adapted
+    assert adapted != base_before
+    assert [c.text for c in resident.generate("base", ids, [greedy] * 3)] == base_before
+    resident.unload_adapter("rand-lora")
+    assert not resident.merged and "rand-lora" not in resident.model_names()
+    with pytest.raises(UnknownModel):
+        resident.generate("rand-lora", ids[:1], [greedy])
