@@ -80,6 +80,10 @@ class Metrics(BaseModel):
     checker_pass: Rate
     success: Rate
     mean_turns: float
+    terminals: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="Right terminal -> the terminal chosen ('exit', 'panic', or 'none' for an "
+        "episode that never ended) -> count. One rate hides which way a model errs: where one terminal is right in "
+        "most episodes, always choosing it scores high on correct terminal.")
 
     def rate(self, name: str) -> Rate:
         if name not in RATES:
@@ -145,7 +149,17 @@ def metrics(trajectories: Sequence[Trajectory]) -> Metrics:
         checker_pass=wilson(count(lambda t: t.checker_passed is True), n),
         success=wilson(count(lambda t: t.outcome == "success"), n),
         mean_turns=(sum(_turn_count(t) for t in trajectories) / n) if n else 0.0,
+        terminals=_terminal_choices(trajectories),
     )
+
+
+def _terminal_choices(trajectories: Sequence[Trajectory]) -> dict[str, dict[str, int]]:
+    table: dict[str, dict[str, int]] = {}
+    for t in trajectories:
+        row = table.setdefault(t.expected_terminal, {})
+        chosen = t.terminal or "none"
+        row[chosen] = row.get(chosen, 0) + 1
+    return {right: dict(sorted(row.items())) for right, row in sorted(table.items())}
 
 
 def model_report(label: str, trajectories: Iterable[Trajectory]) -> ModelReport:
@@ -207,6 +221,18 @@ def render_markdown(report: EvalReport) -> str:
                 cells.append("n/a" if met is None else
                              f"{met.correct_terminal.k}/{met.n} / {met.checker_pass.k}/{met.n}")
             lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    rights = sorted({r for m in report.models.values() for r in m.overall.terminals})
+    if rights:
+        lines += ["", "Terminal chosen against the right one (`exit` / `panic` / never ended), per model:", "",
+                  "| right terminal (episodes) | " + " | ".join(labels) + " |"]
+        lines.append("| --- |" + " --- |" * len(labels))
+        for right in rights:
+            n = max(sum(report.models[m].overall.terminals.get(right, {}).values()) for m in labels)
+            cells = []
+            for m in labels:
+                row = report.models[m].overall.terminals.get(right, {})
+                cells.append(" / ".join(str(row.get(c, 0)) for c in ("exit", "panic", "none")))
+            lines.append(f"| `{right}` ({n}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,6 +1,6 @@
 """Supervised fine-tuning (LoRA / QLoRA) on kept trajectories in deploy format.
 
-Rows are rendered by `gpu.render.render_training_row` (the render contract and its assistant-only
+Rows are rendered by `gpu.render.render_training_rows` (the render contract and its assistant-only
 mask); this module only batches, trains and records. Loss = mean over every supervised token of an
 optimiser step.
 
@@ -32,13 +32,18 @@ def row_id(row: dict) -> str:
 
 
 def render_rows(tokenizer: Any, rows: Sequence[dict], max_length: int) -> tuple[list[Any], list[str], Counter]:
-    """(rendered rows, their ids, refusal reasons counted). Refused rows are skipped, never silently: they are counted."""
-    from gpu.render import render_training_row
+    """(rendered rows, the ids of the conversations they came from, refusal reasons counted).
+
+    Refused conversations are skipped, never silently: they are counted. A conversation that a
+    tokenizer/template pair cannot render as one boundary-stable row gives several rows, so that
+    every one of its commands is still trained (see gpu.render.render_training_rows).
+    """
+    from gpu.render import render_training_rows
 
     rendered, ids, refused = [], [], Counter()
     for row in rows:
         try:
-            rendered.append(render_training_row(tokenizer, row["messages"], max_length))
+            rendered.extend(render_training_rows(tokenizer, row["messages"], max_length))
             ids.append(row_id(row))
         except RowRefused as exc:
             refused[exc.reason] += 1

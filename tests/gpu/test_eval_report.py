@@ -54,6 +54,29 @@ def test_metrics_count_each_behaviour_separately():
     assert (m.command_mode.k, m.terminated.k, m.correct_terminal.k, m.checker_pass.k, m.success.k) == (3, 3, 2, 2, 1)
     assert m.mean_turns == pytest.approx((3 + 3 + 3 + 24) / 4)
     assert [t.outcome for t in trajs] == ["success", "wrong_terminal", "checker_fail", "no_terminal"]
+    # which way it erred: right exit -> said exit twice, panic once, never ended once
+    assert m.terminals == {"exit": {"exit": 2, "none": 1, "panic": 1}}
+
+
+def test_terminal_choice_table_shows_which_way_each_model_errs():
+    trajs = [traj(0, expected="panic", terminal="exit"), traj(1, expected="panic", terminal="panic"),
+             traj(2, terminal=None)]
+    md = render_markdown(build_report({"m": trajs}))
+    assert "| right terminal (episodes) | m |" in md
+    assert "| `exit` (1) | 0 / 0 / 1 |" in md      # the one exit episode never ended
+    assert "| `panic` (2) | 1 / 1 / 0 |" in md
+
+
+def test_a_report_stored_before_terminal_choices_still_loads():
+    report = build_report({"m": [traj(0)]})
+    data = report.model_dump(mode="json")
+    for model in data["models"].values():
+        del model["overall"]["terminals"]
+        for met in model["by_archetype"].values():
+            del met["terminals"]
+    old = EvalReport.model_validate(data)
+    assert old.model("m").overall.terminals == {}
+    assert "right terminal" not in old.to_markdown()
 
 
 def _side_by_side():

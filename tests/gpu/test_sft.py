@@ -141,3 +141,16 @@ def test_an_interrupted_run_keeps_its_checkpoint(smollm2_model, smollm2_tokenize
                   tokenizer=smollm2_tokenizer, on_step=stop)
     assert latest_checkpoint(tmp_path).name == "step-0000001"
     assert not (tmp_path / "adapter_meta.json").exists()
+
+
+def test_a_conversation_that_renders_as_several_rows_trains_every_command(mistral_tokenizer):
+    # This tokenizer/template pair merges "[/INST]" with "./run" in the history, so the renderer
+    # gives one row per boundary; SFT must train both, not only the last.
+    from gpu.sft import render_rows
+    from tests.gpu.test_render import supervised_texts
+
+    messages = [{"role": "user", "content": "$ "}, {"role": "assistant", "content": "./run"},
+                {"role": "user", "content": "$ "}, {"role": "assistant", "content": "exit 0"}]
+    rendered, ids, refused = render_rows(mistral_tokenizer, [{"id": "t-1", "messages": messages}], 512)
+    assert ids == ["t-1"] and not refused
+    assert [t for row in rendered for t in supervised_texts(mistral_tokenizer, row)] == ["./run</s>", "exit 0</s>"]
