@@ -1,7 +1,7 @@
 """Fixtures written by the sandbox's two shells with builtins, in parallel.
 
-`printf` is a dash builtin, so writing a file costs no fork; only directories that do
-not exist yet (`mkdir`) and modes a umask cannot give (`chmod`) cost a process each.
+`printf` is a dash builtin, so writing a file costs no fork; only the directories that do
+not exist yet (one `mkdir` for all) and each mode a umask cannot give (`chmod`) cost a process.
 User-owned files go through the operator's shell (so they are owned by `user`), the
 rest through the root shell, both at once. That halves placing a world compared with
 `base64 | tar` (two execs). Worlds this cannot express (a NUL in a file, a root-owned
@@ -26,8 +26,11 @@ class FixturePlan(NamedTuple):
 
 def _script(files, dirs) -> str:
     lines = ["__sek_rc=0", "umask 022"]
-    for d in sorted(dirs):
-        lines.append(f"[ -d {quote(d)} ] || mkdir -p {quote(d)} || __sek_rc=1")
+    if dirs:
+        # one `mkdir` for all of them, and none when they all exist (`[` is a builtin)
+        quoted = [quote(d) for d in sorted(dirs)]
+        missing = " || ".join(f"[ ! -d {q} ]" for q in quoted)
+        lines.append(f"if {missing}; then mkdir -p {' '.join(quoted)} || __sek_rc=1; fi")
     by_mode: dict[int, list[str]] = defaultdict(list)
     for f in files:
         lines.append(f"[ -e {quote(f.path)} ] && __sek_x{f.mode:o}=\"$__sek_x{f.mode:o} {quote(f.path)}\"")

@@ -36,8 +36,12 @@ class OperatorShell:
         """(Re)start the operator's shell; the root shell must be idle. Returns the handshake."""
         token = new_nonce()
         env = " ".join(quote(f"{k}={v}") for k, v in self.environment.items())
+        # The image ships the FIFO, so a first spawn forks nothing for it. A respawn makes a fresh
+        # one: a process the dead shell left behind could still hold the old one open for reading.
+        fifo = (f"[ -p {FIFO} ] || {{ mkdir -p /run/sekfarm && mkfifo -m 600 {FIFO}; }}" if self._death is None
+                else f"mkdir -p /run/sekfarm && rm -f {FIFO} && mkfifo -m 600 {FIFO}")
         spawn = (
-            f"exec 8>&-; mkdir -p /run/sekfarm && rm -f {FIFO} && mkfifo -m 600 {FIFO} || return 1\n"
+            f"exec 8>&-; {fifo} || return 1\n"
             f"( ( cd {quote(OPERATOR_HOME)} && exec setpriv --reuid={OPERATOR_UID} --regid={OPERATOR_UID} "
             f"--init-groups env -i {env} /bin/sh ) <{FIFO} >&9 2>/dev/null; "
             f"printf '\\n%s DIED %d\\n' {token} \"$?\" >&9 ) &\n"
