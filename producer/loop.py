@@ -38,6 +38,9 @@ class LoopConfig(BaseModel):
     rounds: int = Field(2, ge=1, description="Rounds to run (round 1: teacher + SFT; later: student + DPO).")
     scenarios: int = Field(8, ge=1, description="New train-split scenarios authored per round.")
     samples: int = Field(4, ge=1, description="Rollouts per train scenario by the round's operator.")
+    round1_scenarios: int | None = Field(None, ge=1, description="Round 1's (the teacher's) train scenarios; None = `scenarios`. "
+                                         "A teacher's episodes are cheap and SFT wants many distinct worlds; a student's cost generations.")
+    round1_samples: int | None = Field(None, ge=1, description="Round 1's rollouts per train scenario; None = `samples`.")
     teacher: str = Field("oracle", description="Round 1's operator, and the keeper source for DPO: 'oracle' or 'litellm:MODEL'.")
     teacher_samples: int = Field(2, ge=1, description="Teacher rollouts on a student round's scenario that has no keeper.")
     author: str = Field("procedural", description="'procedural' or 'litellm:MODEL'.")
@@ -53,7 +56,7 @@ class LoopConfig(BaseModel):
         "even if the gate refused it (the experiment: base vs SFT vs SFT+DPO whatever the gate says).")
 
     def loop_id(self) -> str:
-        return derived_id(self.model_dump_json(exclude={"rounds", "timeout_s"}), prefix="loop-")
+        return derived_id(self.model_dump_json(exclude={"rounds", "timeout_s"}, exclude_none=True), prefix="loop-")
 
 
 class RoundRecord(BaseModel):
@@ -163,9 +166,12 @@ class Loop:
     def round_rollouts(self, r: int, operator: str):
         """(admitted bundles, trajectory ids, trajectories) of round r's train scenarios under `operator`."""
         seed = int(derived_id(self.cfg.seed, "train", r, length=8), 16)
-        bids = self.farm.author(self.cfg.scenarios, self.cfg.samples, seed, self.cfg.author, operator, "train")
+        first = r == 1
+        scenarios = (self.cfg.round1_scenarios if first else None) or self.cfg.scenarios
+        samples = (self.cfg.round1_samples if first else None) or self.cfg.samples
+        bids = self.farm.author(scenarios, samples, seed, self.cfg.author, operator, "train")
         # The gate sends these; sending the missing ones here too covers a bundle gated in an earlier round.
-        tids = self.farm.rollouts(bids, operator, self.cfg.samples)
+        tids = self.farm.rollouts(bids, operator, samples)
         return bids, tids, self._trajectories(tids)
 
     def _trajectories(self, tids: list[str]):
