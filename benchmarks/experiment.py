@@ -35,11 +35,13 @@ SCALES = {
     "tiny": dict(scenarios=2, samples=2, eval_scenarios=2, eval_samples=1, teacher_samples=1,
                  sft={"max_steps": 2, "tokens_per_batch": 1024}, dpo={"max_steps": 1, "pairs_per_batch": 1},
                  env={"FARM_MAX_TURNS": "10", "FARM_MAX_TOKENS": "24"}),
-    "full": dict(scenarios=24, samples=2, round1_scenarios=160, round1_samples=1, eval_scenarios=64, eval_samples=1,
+    "full": dict(scenarios=12, samples=2, round1_scenarios=160, round1_samples=1, eval_scenarios=64, eval_samples=1,
                  teacher_samples=2,
                  sft={"num_epochs": 2, "tokens_per_batch": 2048, "learning_rate": 1e-3, "save_steps": 20},
-                 dpo={"max_steps": 12, "pairs_per_batch": 2, "learning_rate": 5e-5, "save_steps": 6},
-                 env={"FARM_MAX_TURNS": "16", "FARM_MAX_TOKENS": "64", "FARM_MAX_IDLE_REPLIES": "3"}),
+                 dpo={"max_steps": 8, "pairs_per_batch": 2, "learning_rate": 5e-5, "save_steps": 4},
+                 env={"FARM_MAX_TURNS": "16", "FARM_MAX_TOKENS": "48", "FARM_MAX_IDLE_REPLIES": "2",
+                      # 16 episodes in flight keep the server's batches full while others are in the sandbox
+                      "FARM_ROLLOUT_CONCURRENCY": "16", "FARM_MAX_LIVE_CONTAINERS": "16"}),
 }
 # --turn-pairs: DPO also on turn-level pairs against the oracle's next command (most of a
 # scenario's pairs, at a cap of 4), with a stronger step; the ablation in docs/RESULTS.md.
@@ -106,7 +108,7 @@ def write_results(store_url: str, records, cfg, env: dict, scale: str, out: Path
              f"Command: `{command}`; wall clock {elapsed / 60:.1f} min "
              f"(this run, including resumed work if the store existed).", "",
              f"Settings: {json.dumps(env, sort_keys=True)}; loop config: "
-             f"`{cfg.model_dump_json(exclude={'timeout_s'})}`", "",
+             f"`{cfg.model_dump_json(exclude={'timeout_s'})}`; training precision: {training_precision()}", "",
              "Models: " + ", ".join(f"`{k}` = {v}" for k, v in labels.items()), "",
              report.to_markdown(), "", "## Rounds", "",
              "| round | operator | train scenarios | rollouts | kept | pairs | method | rows | train s | promoted |",
@@ -120,6 +122,13 @@ def write_results(store_url: str, records, cfg, env: dict, scale: str, out: Path
             "models": {labels.get(m, m): {k: v for k, v in f.items()} for m, f in last_figures(report).items()},
             "rounds": [{"round": r.round, "kept": r.kept, "pairs": r.pairs, "rows": r.rows, "train_s": r.train_s,
                         "promoted": r.promoted} for r in records]}
+
+
+def training_precision() -> str:
+    """What the loop's training jobs ran in here (TrainConfig.mixed_precision 'auto' on this machine's CPU)."""
+    from gpu.train_config import SFTConfig, uses_cpu_autocast
+
+    return "bf16 autocast, fp32 weights" if uses_cpu_autocast(SFTConfig(device="cpu"), "cpu") else "fp32"
 
 
 def with_terminal_choices(store, report):

@@ -8,6 +8,7 @@ the figures move with its load: use --rounds to alternate several epochs per mod
 
     python benchmarks/train.py                       # 32 synthetic episodes, ~2-3 minutes on 2 cores
     python benchmarks/train.py --rounds 3 --also-packed --data sft.jsonl   # steadier, plus packing
+    python benchmarks/train.py --data sft.jsonl --also-fp32 --no-naive   # bf16 autocast vs fp32 (CPU)
 
 The last line of stdout is one JSON object: tokens_per_s, naive_tokens_per_s, supervised_fraction, ...
 """
@@ -29,10 +30,10 @@ def _epoch(base, tokenizer, batches, cfg) -> tuple[int, float]:
     """One timed pass over `batches` (every sample once, same for every mode): (real tokens, seconds)."""
     from gpu.sft import sft_step_fn
     from gpu.train_loop import run_training
-    from gpu.train_setup import prepare_trainable
+    from gpu.train_setup import precision_context, prepare_trainable
 
     model, _, device = prepare_trainable(cfg, copy.deepcopy(base), tokenizer)
-    step = sft_step_fn(model, device)
+    step = sft_step_fn(model, device, precision_context(cfg, device))
     loss, _, _ = step(min(batches, key=lambda b: b.padded_tokens))  # warm-up (allocator, kernels): not timed
     loss.backward()
     model.zero_grad(set_to_none=True)
@@ -52,6 +53,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tokens-per-batch", type=int, default=1024, help="token budget of one micro-batch (ours)")
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: available cores)")
+    parser.add_argument("--mixed-precision", choices=["auto", "bf16", "off"], default="auto",
+                        help="TrainConfig.mixed_precision for every mode ('auto': bf16 autocast where the CPU has native bf16)")
+    parser.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True,
+                        help="time the naive padded batches (--no-naive: only ours and the --also modes)")
+    parser.add_argument("--also-fp32", action=argparse.BooleanOptionalAction, default=False,
+                        help="also time ours without autocast (fp32), for the mixed-precision speedup")
     parser.add_argument("--base-model", default="smollm2")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -61,12 +68,13 @@ def main(argv: list[str] | None = None) -> dict:
     from gpu.model import load_model, load_tokenizer
     from gpu.sample_data import sft_rows
     from gpu.sft import render_rows
-    from gpu.train_config import SFTConfig, resolve_device
+    from gpu.train_config import SFTConfig, resolve_device, uses_cpu_autocast
     from gpu.train_setup import load_jsonl_rows, pad_token_id
 
     cfg = SFTConfig(base_model=args.base_model, max_length=args.max_length, tokens_per_batch=args.tokens_per_batch,
                     num_threads=args.threads, seed=args.seed, max_steps=100_000, save_steps=100_000,
-                    logging_steps=100_000, learning_rate=1e-4, lr_scheduler="constant", device="cpu")
+                    logging_steps=100_000, learning_rate=1e-4, lr_scheduler="constant", device="cpu",
+                    mixed_precision=args.mixed_precision)
     data = load_jsonl_rows(args.data) if args.data else sft_rows(args.rows, seed=args.seed)
     t0 = time.perf_counter()
     tokenizer = load_tokenizer(cfg.base_model)
@@ -85,13 +93,15 @@ def main(argv: list[str] | None = None) -> dict:
           f"ours ({mode}) {len(ours)} batches / {sum(b.padded_tokens for b in ours)} slots, "
           f"naive {len(naive)} batches of {naive_size} / {sum(b.padded_tokens for b in naive)} slots", file=sys.stderr)
 
-    modes = {"ours": ours, "naive": naive}
+    modes = {"ours": (ours, cfg), "naive": (naive, cfg)} if args.naive else {"ours": (ours, cfg)}
     if args.also_packed and mode != "packed":  # for information: packing under this attention implementation
-        modes["packed"] = make_batches(rendered, "packed", cfg.tokens_per_batch, pad)
+        modes["packed"] = (make_batches(rendered, "packed", cfg.tokens_per_batch, pad), cfg)
+    if args.also_fp32:
+        modes["fp32"] = (ours, cfg.model_copy(update={"mixed_precision": "off"}))
     totals = {name: [0, 0.0, 0] for name in modes}
     for round_ in range(args.rounds):
-        for name, batches in modes.items():
-            tokens, seconds = _epoch(base, tokenizer, batches, cfg)
+        for name, (batches, mode_cfg) in modes.items():
+            tokens, seconds = _epoch(base, tokenizer, batches, mode_cfg)
             for k, v in enumerate((tokens, seconds, len(batches))):
                 totals[name][k] += v
             print(f"round {round_ + 1} {name}: {len(batches)} steps in {seconds:.1f}s, {tokens / seconds:.0f} tok/s "
@@ -100,11 +110,13 @@ def main(argv: list[str] | None = None) -> dict:
     rate = {name: (t / s if s else 0.0) for name, (t, s, _) in totals.items()}
     result = {
         "tokens_per_s": round(rate["ours"], 1),
-        "naive_tokens_per_s": round(rate["naive"], 1),
-        "speedup": round(rate["ours"] / rate["naive"], 2) if rate["naive"] else None,
+        "naive_tokens_per_s": round(rate["naive"], 1) if "naive" in rate else None,
+        "speedup": round(rate["ours"] / rate["naive"], 2) if rate.get("naive") else None,
         "supervised_fraction": round(supervised / real, 4),
         "batching": mode,
         "packed_tokens_per_s": round(rate["packed"], 1) if "packed" in rate else None,
+        "bf16_autocast": uses_cpu_autocast(cfg, resolve_device(cfg)),
+        "fp32_tokens_per_s": round(rate["fp32"], 1) if "fp32" in rate else None,
         "ours_padding_fraction": round(1 - real / sum(b.padded_tokens for b in ours), 4),
         "naive_padding_fraction": round(1 - real / sum(b.padded_tokens for b in naive), 4),
         "rows": len(rendered),

@@ -14,6 +14,7 @@ once up front (so no second model is held in memory), which makes the step-0 los
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import Counter
@@ -28,9 +29,9 @@ from gpu.adapters import AdapterInfo, fingerprint, save_adapter
 from gpu.batching import IGNORE, Batch, collate_packed, collate_padded, per_sample_sums, resolve_batching, token_logprobs
 from gpu.errors import RowRefused
 from gpu.sft import row_id
-from gpu.train_config import DPOConfig
+from gpu.train_config import DPOConfig, uses_cpu_autocast
 from gpu.train_loop import StepLog, TrainingFailed, reachable_batches, run_training
-from gpu.train_setup import load_jsonl_rows, pad_token_id, prepare_trainable
+from gpu.train_setup import load_jsonl_rows, pad_token_id, precision_context, prepare_trainable
 
 log = logging.getLogger("gpu.train")
 
@@ -101,10 +102,12 @@ def make_pair_batches(rows: Sequence[ScoredRow], cfg: DPOConfig, pad_id: int, mo
     return out
 
 
-def sequence_logps(model: Any, pb: PairBatch, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_logps(model: Any, pb: PairBatch, device: str, precision: Callable = contextlib.nullcontext
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log-prob of each side's scored tokens: (chosen [P], rejected [P])."""
     batch = pb.batch.to(device)
-    logp, owners = token_logprobs(model, batch)
+    with precision():
+        logp, owners = token_logprobs(model, batch)
     sums = per_sample_sums(logp, owners, batch.rows)
     return sums[0::2], sums[1::2]
 
@@ -115,12 +118,13 @@ def dpo_loss(pc: torch.Tensor, pr: torch.Tensor, rc: torch.Tensor, rr: torch.Ten
 
 
 @torch.no_grad()
-def attach_reference(model: Any, batches: Sequence[PairBatch], device: str) -> None:
+def attach_reference(model: Any, batches: Sequence[PairBatch], device: str,
+                     precision: Callable = contextlib.nullcontext) -> None:
     """Record the current policy's log-probs as the frozen reference (eval mode: no dropout)."""
     was_training = model.training
     model.eval()
     for pb in batches:
-        pc, pr = sequence_logps(model, pb, device)
+        pc, pr = sequence_logps(model, pb, device, precision)
         pb.ref_chosen, pb.ref_rejected = pc.detach(), pr.detach()
     model.train(was_training)
 
@@ -132,13 +136,14 @@ def reference_metrics(batches: Sequence[PairBatch]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate_pairs(model: Any, batches: Sequence[PairBatch], device: str, beta: float) -> dict[str, float]:
+def evaluate_pairs(model: Any, batches: Sequence[PairBatch], device: str, beta: float,
+                   precision: Callable = contextlib.nullcontext) -> dict[str, float]:
     """Mean DPO loss, mean policy margin log pi(c) - log pi(r), and preference accuracy over the pairs."""
     was_training = model.training
     model.eval()
     losses, margins = [], []
     for pb in batches:
-        pc, pr = sequence_logps(model, pb, device)
+        pc, pr = sequence_logps(model, pb, device, precision)
         losses.append(dpo_loss(pc, pr, pb.ref_chosen.to(pc.device), pb.ref_rejected.to(pc.device), beta))
         margins.append(pc - pr)
     model.train(was_training)
@@ -146,9 +151,10 @@ def evaluate_pairs(model: Any, batches: Sequence[PairBatch], device: str, beta: 
     return {"loss": float(loss.mean()), "margin": float(margin.mean()), "accuracy": float((margin > 0).float().mean())}
 
 
-def dpo_step_fn(model: Any, device: str, beta: float) -> Callable[[PairBatch], tuple[torch.Tensor, int, dict[str, float]]]:
+def dpo_step_fn(model: Any, device: str, beta: float, precision: Callable = contextlib.nullcontext
+                ) -> Callable[[PairBatch], tuple[torch.Tensor, int, dict[str, float]]]:
     def step(pb: PairBatch):
-        pc, pr = sequence_logps(model, pb, device)
+        pc, pr = sequence_logps(model, pb, device, precision)
         rc, rr = pb.ref_chosen.to(pc.device), pb.ref_rejected.to(pc.device)
         losses = dpo_loss(pc, pr, rc, rr, beta)
         reward_margin = beta * ((pc - rc) - (pr - rr)).detach()
@@ -187,12 +193,14 @@ def train_dpo(
         # and no eval pass (each a forward over every pair), and are not in the adapter's dataset.
         batches = [batches[i] for i in reach]
         ids = [ids[p] for pb in batches for p in pb.pairs]
-    attach_reference(model, batches, device)  # before run_training: a resumed run keeps the original reference
+    precision = precision_context(cfg, device)  # the reference and every step in the same precision
+    attach_reference(model, batches, device, precision)  # before run_training: a resumed run keeps the original reference
     before = reference_metrics(batches)
     log.info("DPO: %d pairs (%d offered, %d refused), %d batches, start margin %.3f", len(ids), offered,
              sum(refused.values()), len(batches), before["margin"])
-    result = run_training(model, batches, dpo_step_fn(model, device, cfg.beta), cfg, Path(out_dir), on_step)
-    after = evaluate_pairs(model, batches, device, cfg.beta)
+    result = run_training(model, batches, dpo_step_fn(model, device, cfg.beta, precision), cfg,
+                          Path(out_dir), on_step)
+    after = evaluate_pairs(model, batches, device, cfg.beta, precision)
     metrics = {
         "steps": result.steps,
         "resumed_from": result.resumed_from,
@@ -209,6 +217,7 @@ def train_dpo(
         "eval_loss_after": after["loss"],
         "train_s": result.train_s,
         "device": device,
+        "bf16_autocast": uses_cpu_autocast(cfg, device),
     }
     info = save_adapter(model, out_dir, method="dpo", base_model=cfg.base_model,
                         training_config=cfg.model_dump(mode="json"), dataset=fingerprint(ids),

@@ -24,3 +24,7 @@ class InvalidConversation(GpuError, ValueError):
 
 class BaseModelUnavailable(GpuError, LookupError):
     """The base model named in settings cannot be found or loaded here."""
+
+
+class UnsupportedPrecision(GpuError, ValueError):
+    """A precision this machine cannot run at a useful speed (bf16 on a CPU without native bf16)."""

@@ -10,6 +10,7 @@ optimiser step.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from pathlib import Path
@@ -19,9 +20,9 @@ from common.ids import content_id
 from gpu.adapters import AdapterInfo, fingerprint, save_adapter
 from gpu.batching import Batch, make_batches, resolve_batching, token_logprobs
 from gpu.errors import RowRefused
-from gpu.train_config import SFTConfig
+from gpu.train_config import SFTConfig, uses_cpu_autocast
 from gpu.train_loop import StepLog, TrainingFailed, run_training
-from gpu.train_setup import load_jsonl_rows, pad_token_id, prepare_trainable
+from gpu.train_setup import load_jsonl_rows, pad_token_id, precision_context, prepare_trainable
 
 log = logging.getLogger("gpu.train")
 
@@ -51,9 +52,11 @@ def render_rows(tokenizer: Any, rows: Sequence[dict], max_length: int) -> tuple[
     return rendered, ids, refused
 
 
-def sft_step_fn(model: Any, device: str) -> Callable[[Batch], tuple[Any, int, dict[str, float]]]:
+def sft_step_fn(model: Any, device: str, precision: Callable = contextlib.nullcontext
+                ) -> Callable[[Batch], tuple[Any, int, dict[str, float]]]:
     def step(batch: Batch):
-        logp, _ = token_logprobs(model, batch.to(device))
+        with precision():  # the forward only: backward follows the dtypes autocast chose
+            logp, _ = token_logprobs(model, batch.to(device))
         return -logp.sum(), batch.real_tokens, {}
 
     return step
@@ -87,7 +90,8 @@ def train_sft(
     log.info("SFT: %d rows (%d refused), %d %s batches, %d tokens (%.1f%% padding), %.1f%% supervised",
              len(rendered), sum(refused.values()), len(batches), batching, real,
              100 * (1 - real / sum(b.padded_tokens for b in batches)), 100 * supervised / real)
-    result = run_training(model, batches, sft_step_fn(model, device), cfg, Path(out_dir), on_step)
+    result = run_training(model, batches, sft_step_fn(model, device, precision_context(cfg, device)), cfg,
+                          Path(out_dir), on_step)
     metrics = {
         "steps": result.steps,
         "resumed_from": result.resumed_from,
@@ -102,6 +106,7 @@ def train_sft(
         "train_s": result.train_s,
         "tokens_per_s": result.tokens / result.train_s if result.train_s > 0 else None,
         "device": device,
+        "bf16_autocast": uses_cpu_autocast(cfg, device),
     }
     info = save_adapter(model, out_dir, method="sft", base_model=cfg.base_model,
                         training_config=cfg.model_dump(mode="json"), dataset=fingerprint(ids),

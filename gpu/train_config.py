@@ -40,6 +40,10 @@ class TrainConfig(BaseModel):
     logging_steps: int = Field(1, ge=1, description="Log loss/lr/throughput every this many steps.")
     save_steps: int = Field(50, ge=1, description="Write a resumable checkpoint every this many steps.")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept in out_dir/checkpoints (older ones are deleted).")
+    mixed_precision: Literal["auto", "bf16", "off"] = Field(
+        "auto", description="CPU only: 'bf16' runs forward and backward under bf16 autocast (weights, LoRA and "
+        "optimizer stay fp32); 'auto' = bf16 where the CPU multiplies bf16 natively (avx512_bf16/amx), fp32 elsewhere. "
+        "On CUDA the base already computes in bf16.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (saves memory on long rows, costs ~30% time).")
     lora_r: int = Field(16, ge=1, description="LoRA rank (used when no parent adapter is given).")
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r).")
@@ -81,8 +85,22 @@ def resolve_num_threads(cfg: TrainConfig) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def uses_cpu_autocast(cfg: TrainConfig, device: str) -> bool:
+    """Whether training on `device` runs under bf16 autocast (see `TrainConfig.mixed_precision`)."""
+    if device != "cpu" or cfg.mixed_precision == "off":
+        return False
+    from gpu.model import cpu_has_bf16
+
+    if cfg.mixed_precision == "bf16" and not cpu_has_bf16():
+        from gpu.errors import UnsupportedPrecision
+
+        raise UnsupportedPrecision("mixed_precision='bf16' needs a CPU with native bf16 (avx512_bf16/amx); "
+                                   "without it bf16 is slower than fp32: use 'auto' or 'off'")
+    return cpu_has_bf16()
+
+
 def uses_4bit(cfg: TrainConfig, device: str) -> bool:
-    """4-bit QLoRA only exists on CUDA (bitsandbytes); CPU always trains in full precision."""
+    """4-bit QLoRA only exists on CUDA (bitsandbytes); a CPU trains unquantized (fp32 weights)."""
     if device != "cuda":
         return False
     return cfg.quantize in ("auto", "4bit")

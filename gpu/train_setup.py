@@ -1,21 +1,23 @@
 """Everything between a config and a trainable peft model: threads, device, base, quantisation, LoRA.
 
-CPU: fp32 base, plain LoRA. CUDA: bf16 base, 4-bit NF4 QLoRA via bitsandbytes unless
-`quantize="none"`. The same code path serves both.
+CPU: fp32 base, plain LoRA, bf16 autocast where the CPU has native bf16. CUDA: bf16 base,
+4-bit NF4 QLoRA via bitsandbytes unless `quantize="none"`. The same code path serves both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
 from gpu.adapters import load_adapter
 from gpu.errors import GpuError
-from gpu.train_config import TrainConfig, get_peft_config, resolve_device, resolve_num_threads, uses_4bit
+from gpu.train_config import (TrainConfig, get_peft_config, resolve_device, resolve_num_threads, uses_4bit,
+                              uses_cpu_autocast)
 
 log = logging.getLogger("gpu.train")
 
@@ -64,8 +66,18 @@ def prepare_trainable(cfg: TrainConfig, model: Any = None, tokenizer: Any = None
     if not four_bit:
         model.to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info("device %s, 4-bit %s, threads %d, trainable params %d", device, four_bit, torch.get_num_threads(), trainable)
+    log.info("device %s, 4-bit %s, bf16 autocast %s, threads %d, trainable params %d", device, four_bit,
+             uses_cpu_autocast(cfg, device), torch.get_num_threads(), trainable)
     return model, tokenizer, device
+
+
+def precision_context(cfg: TrainConfig, device: str) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of the context every training forward runs in: bf16 autocast on a CPU that has native
+    bf16 (~1.3x a step on real rows; master weights stay fp32), else nothing. The DPO reference pass must run
+    in the same one as the policy's steps, or the loss at step 0 is not log 2."""
+    if uses_cpu_autocast(cfg, device):
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext
 
 
 def pad_token_id(tokenizer: Any) -> int:

@@ -80,17 +80,20 @@ def sft_adapter(smollm2_model, smollm2_tokenizer, tmp_path_factory):
 
 @pytest.mark.model
 @pytest.mark.slow
-def test_loss_at_step_zero_is_log2_when_reference_is_policy(sft_adapter, smollm2_model, smollm2_tokenizer):
+@pytest.mark.parametrize("mixed_precision", ["off", "auto"])  # auto: bf16 autocast on a CPU that has it
+def test_loss_at_step_zero_is_log2_when_reference_is_policy(sft_adapter, smollm2_model, smollm2_tokenizer,
+                                                            mixed_precision):
     from gpu.dpo import attach_reference, evaluate_pairs, make_pair_batches, reference_metrics, render_pairs
-    from gpu.train_setup import prepare_trainable
+    from gpu.train_setup import precision_context, prepare_trainable
 
-    cfg = _dpo_cfg()
+    cfg = _dpo_cfg(mixed_precision=mixed_precision)
     model, tokenizer, device = prepare_trainable(cfg, copy.deepcopy(smollm2_model), smollm2_tokenizer, sft_adapter)
     scored, ids, refused = render_pairs(tokenizer, _pairs(), cfg.max_length)
     assert len(ids) == 3 and not refused
     batches = make_pair_batches(scored, cfg, 0)
-    attach_reference(model, batches, device)
-    measured = evaluate_pairs(model, batches, device, cfg.beta)
+    precision = precision_context(cfg, device)
+    attach_reference(model, batches, device, precision)
+    measured = evaluate_pairs(model, batches, device, cfg.beta, precision)
     assert measured["loss"] == pytest.approx(math.log(2), abs=1e-6)
     # ...so the step-0 figures come from the reference alone, without a pass
     derived = reference_metrics(batches)
