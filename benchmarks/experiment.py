@@ -125,10 +125,14 @@ def write_results(store_url: str, records, cfg, env: dict, scale: str, out: Path
 
 
 def training_precision() -> str:
-    """What the loop's training jobs ran in here (TrainConfig.mixed_precision 'auto' on this machine's CPU)."""
-    from gpu.train_config import SFTConfig, uses_cpu_autocast
+    """What the loop's training jobs ran in here (TrainConfig.mixed_precision 'auto' on this machine)."""
+    from gpu.train_config import SFTConfig, resolve_device, uses_cpu_autocast
 
-    return "bf16 autocast, fp32 weights" if uses_cpu_autocast(SFTConfig(device="cpu"), "cpu") else "fp32"
+    cfg = SFTConfig()
+    device = resolve_device(cfg)
+    if device != "cpu":
+        return f"{device}: the base's own precision (bf16 or 4-bit)"
+    return "bf16 autocast, fp32 weights" if uses_cpu_autocast(cfg, device) else "fp32"
 
 
 def with_terminal_choices(store, report):
