@@ -89,8 +89,9 @@ class ResidentModel:
                  merge_adapters: bool = False):
         from gpu.prefix_cache import PrefixCache
 
-        # On a CPU, reusing each conversation's KV cache beats batching (prefill is the cost and
-        # batching does not share it); 0 keeps the batched path.
+        # On a CPU, reusing each conversation's KV cache for its prefill beats padding every prompt
+        # into one batch (prefill is the cost there); decoding is still batched. 0 keeps the plain
+        # batched path.
         self.prefix_cache = PrefixCache(prefix_cache_entries) if prefix_cache_entries else None
         self.model = model
         self.tokenizer = tokenizer
@@ -200,11 +201,8 @@ class ResidentModel:
 
     def _generate_batch(self, name: str, prompts: list[list[int]], params: list[SamplingParams],
                         kwargs: dict) -> list[list[int]]:
-        import torch
-
         width = max(len(p) for p in prompts)
-        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], dtype=torch.long)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
+        input_ids, mask = self._left_padded(prompts, width, "cpu")
         limits = [p.max_tokens for p in params]
         kwargs = dict(kwargs, max_new_tokens=max(limits),
                       stopping_criteria=[_RowLimits(width, limits, [p.stop for p in params], self.tokenizer)])
@@ -250,8 +248,7 @@ class ResidentModel:
                 caches.append(kv)
             batch = stack_left_padded(caches, [len(p) - 1 for p in prompts])
             del caches
-            input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], dtype=torch.long, device=device)
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long, device=device)
+            input_ids, mask = self._left_padded(prompts, width, device)
             limits = [p.max_tokens for p in params]
             out = model.generate(input_ids=input_ids, attention_mask=mask, past_key_values=batch,
                                  max_new_tokens=max(limits), return_dict_in_generate=True,
@@ -267,6 +264,14 @@ class ResidentModel:
                                   row_slice(out.past_key_values, i, width - len(prompt), width + keep))
             generated.append(tokens)
         return generated
+
+    def _left_padded(self, prompts: list[list[int]], width: int, device: Any) -> tuple[Any, Any]:
+        """(input ids, attention mask) of `prompts` right-aligned to `width` behind padding."""
+        import torch
+
+        ids = [[self.pad_id] * (width - len(p)) + p for p in prompts]
+        mask = [[0] * (width - len(p)) + [1] * len(p) for p in prompts]
+        return (torch.tensor(ids, dtype=torch.long, device=device), torch.tensor(mask, dtype=torch.long, device=device))
 
     @contextmanager
     def _active(self, name: str):

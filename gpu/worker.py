@@ -46,8 +46,8 @@ class GpuNodeSettings(BaseSettings):
         "auto", description="Precision of the resident (serving) model: 'auto' = bf16 on CUDA, fp32 on CPU. Training "
         "always starts from the fp32 (or 4-bit) base.")
     gpu_prefix_cache: int | None = Field(
-        None, ge=0, description="Conversations whose KV cache the server keeps for their next turn (row-by-row "
-        "generation); 0 = batched generation without reuse; None = 32 on CPU (prefill dominates there), 0 on CUDA.")
+        None, ge=0, description="Conversations whose KV cache the server keeps for their next turn (each row prefilled "
+        "over its own cache, then one batched decode); 0 = batched generation without reuse; None = 32 on CPU (prefill dominates there), 0 on CUDA.")
     gpu_merge_adapters: bool | None = Field(
         None, description="Serve each adapter merged into its own copy of the base (no LoRA matmuls per forward, one "
         "base-sized copy per adapter); None = on a CPU, where the copy is cheap and the extra matmuls are not.")
