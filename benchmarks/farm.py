@@ -6,9 +6,13 @@
 1. farm: a private Redis, real Celery workers (rollouts on a threads pool, persistent dash
    sessions), every rollout enqueued at once; rollouts per minute until all are recorded.
 2. sequential: the original design, one process, one episode after another, exec replay
-   (`docker exec` per command); measured on `--sequential` episodes of the same workload.
+   (`docker exec` per command); measured on `--sequential` episodes of the same workload,
+   with the same sandbox settings otherwise (a lent network namespace included).
 3. engine ceiling: bare container lifecycles (create, start, remove; nothing inside) at the
-   farm's concurrency: what the Docker engine itself allows on this machine.
+   farm's concurrency, with the sandboxes' own engine settings: what the Docker engine itself
+   allows on this machine for containers like the farm's. When sandboxes join lent network
+   namespaces (FARM_REUSE_NETNS, the default) the bare containers do too, and the ceiling for
+   containers that each make their own namespace is measured beside it.
 4. Celery overhead: the round trip of a no-op task through the same Redis and worker.
 
 The last line is one JSON object with farm_rollouts_per_min, sequential_rollouts_per_min,
@@ -61,6 +65,8 @@ def farm(work: Path, items, samples: int, concurrency: int) -> tuple[float, floa
         try:
             for w in workers:
                 w.wait_ready(120)
+            if settings.reuse_netns:
+                wait_for_holders(concurrency)
             configure(settings)
             for i in range(20):  # warm the connections
                 app.send_task(NOOP_TASK, args=[i]).get(timeout=30)
@@ -106,35 +112,59 @@ def sequential(items, samples: int, limit: int) -> float:
     return len(jobs) / (time.perf_counter() - start) * 60
 
 
-def engine_ceiling(concurrency: int, count: int) -> float:
+def wait_for_holders(count: int, timeout: float = 120) -> None:
+    """The rollout worker starts its namespace holders when it is ready; measure after that."""
     import docker
 
-    from sandbox.labels import make_labels
+    from sandbox import labels as L
+    from sandbox.netns_pool import ROLE
 
     client = docker.from_env()
-    image = get_settings().image
+    deadline = time.monotonic() + timeout
+    while len(client.api.containers(filters={"label": f"{L.ROLE}={ROLE}"})) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the rollout worker did not start {count} network-namespace holders")
+        time.sleep(0.2)
+
+
+def engine_ceiling(concurrency: int, count: int, lend_netns: bool) -> float:
+    from sandbox import config_from_settings
+    from sandbox.docker_backend import DockerProvider
+    from sandbox.labels import make_labels
+
+    config = config_from_settings(get_settings()).model_copy(update={"pool_size": 0, "reuse_netns": lend_netns})
+    provider = DockerProvider(config)
+    api = provider.api
+    # one holder per thread, started before the clock, as the farm's worker does when it is ready
+    holders = [provider.netns.lend() for _ in range(concurrency)] if provider.netns else [None] * concurrency
     lock, done = threading.Lock(), [0]
 
-    def worker():
+    def worker(holder):
         while True:
             with lock:
                 if done[0] >= count:
                     return
                 done[0] += 1
-            # the engine's bare minimum, through the same low-level calls the sandbox uses
-            api = client.api
-            cid = api.create_container(image, labels=make_labels("bench", "lifecycle", 60),
-                                       host_config=api.create_host_config(network_mode="none"))["Id"]
+            # the engine's bare minimum for a sandbox: its engine settings, the image's own
+            # command (nothing attached, nothing run), through the same low-level calls
+            cid = api.create_container(config.image, labels=make_labels("bench", "lifecycle", 60),
+                                       host_config=provider.host_config(holder))["Id"]
             api.start(cid)
             api.remove_container(cid, force=True)
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return count / (time.perf_counter() - start) * 60
+    threads = [threading.Thread(target=worker, args=(h,)) for h in holders]
+    try:
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return count / (time.perf_counter() - start) * 60
+    finally:
+        for h in holders:
+            if h is not None:
+                provider.netns.give_back(h.id)
+        provider.shutdown()
 
 
 def main() -> None:
@@ -154,14 +184,22 @@ def main() -> None:
           f"celery {overhead:.2f} ms/task amortised, {round_trip:.2f} ms lone round trip", file=sys.stderr)
     seq_rate = sequential(items, args.samples, args.sequential)
     print(f"sequential exec replay: {seq_rate:.1f} rollouts/min", file=sys.stderr)
-    ceiling = engine_ceiling(args.concurrency, args.lifecycles)
-    print(f"engine ceiling: {ceiling:.1f} lifecycles/min at concurrency {args.concurrency}", file=sys.stderr)
+    lending = get_settings().reuse_netns
+    ceiling = engine_ceiling(args.concurrency, args.lifecycles, lend_netns=lending)
+    print(f"engine ceiling: {ceiling:.1f} lifecycles/min at concurrency {args.concurrency}"
+          f"{' (lent network namespaces, as the farm)' if lending else ''}", file=sys.stderr)
+    extra = {}
+    if lending:
+        own = engine_ceiling(args.concurrency, args.lifecycles, lend_netns=False)
+        print(f"engine ceiling, a new network namespace per container: {own:.1f} lifecycles/min", file=sys.stderr)
+        extra = {"engine_lifecycles_own_netns_per_min": round(own, 1), "farm_vs_engine_own_netns": round(farm_rate / own, 2)}
     print(json.dumps({
         "farm_rollouts_per_min": round(farm_rate, 1), "sequential_rollouts_per_min": round(seq_rate, 1),
         "engine_lifecycles_per_min": round(ceiling, 1), "celery_overhead_ms_per_task": round(overhead, 2),
         "celery_round_trip_ms": round(round_trip, 2),
-        "scenarios": len(items), "samples": args.samples, "concurrency": args.concurrency,
+        "scenarios": len(items), "samples": args.samples, "concurrency": args.concurrency, "lent_netns": lending,
         "farm_vs_engine": round(farm_rate / ceiling, 2), "farm_vs_sequential": round(farm_rate / seq_rate, 2),
+        **extra,
     }))
 
 

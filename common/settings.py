@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     cpus: float = Field(0.5, description="CPU limit per sandbox.")
     pool_size: int = Field(2, description="Warm pool of pre-started sandboxes per process (0 disables).")
     max_live_containers: int = Field(8, description="Bound on live sandboxes per process, keeps the engine below overload.")
+    reuse_netns: bool = Field(True, description="Sandboxes join lent, empty network namespaces (one sandbox at a "
+                              "time each) instead of each creating one: the largest engine cost per container.")
 
     # --- authoring
     author: str = Field("procedural", description="'procedural' or 'litellm:MODEL'.")

@@ -25,6 +25,8 @@ class DockerSandboxConfig(BaseModel):
     cpus: float = Field(0.5, description="CPU limit.")
     pool_size: int = Field(0, description="Warm, pre-started containers kept ready (0 = none).")
     max_live: int = Field(8, description="Max live sandboxes in this process.")
+    reuse_netns: bool = Field(True, description="Lend sandboxes empty network namespaces one at a time "
+                              "instead of creating one per container (see netns_pool.py).")
 
 
 class FakeSandboxConfig(BaseModel):
@@ -56,4 +58,5 @@ def config_from_settings(settings: Settings | None = None) -> DockerSandboxConfi
         cpus=s.cpus,
         pool_size=s.pool_size,
         max_live=s.max_live_containers,
+        reuse_netns=s.reuse_netns,
     )

@@ -36,6 +36,7 @@ from sandbox.fixtures_script import fixture_plan
 from sandbox.fixtures_tar import extract_script
 from sandbox.framing import decode_output, parse_export_dump, quote
 from sandbox.labels import make_labels
+from sandbox.netns_pool import READ_ENGINE_FILES, Holder, NetnsPool, engine_files_unchanged
 from sandbox.operator_shell import OperatorShell
 from sandbox.persistent_session import PersistentSession, RawRun
 from sandbox.terminals import split_terminal
@@ -84,6 +85,7 @@ class Entry:
     root: PersistentSession
     user: OperatorShell
     created: float = field(default_factory=time.monotonic)
+    netns: str | None = None  # the holder whose network namespace the container joined
 
 
 class DockerSandbox:
@@ -319,6 +321,7 @@ class DockerProvider:
         self._slots = threading.BoundedSemaphore(config.max_live)
         self._lock = threading.Lock()
         self._live: dict[str, Entry] = {}
+        self.netns = NetnsPool(self, self.lifetime_s) if config.reuse_netns else None
         self.pool = None
         if config.pool_size > 0:
             from sandbox.pool import WarmPool
@@ -380,6 +383,25 @@ class DockerProvider:
         return entry
 
     def _start(self, role: str, episode_id: str) -> Entry:
+        if self.netns is None:
+            return self._start_in(None, role, episode_id)
+        for attempt in range(2):
+            # A lent, empty network namespace (see netns_pool.py). A holder that failed its
+            # sandbox is never lent again, and the one retry gets a new holder: the idle ones
+            # may all have been removed behind the pool's back (a cleanup by hand).
+            holder = self.netns.lend(fresh=attempt > 0)
+            try:
+                return self._start_in(holder, role, episode_id)
+            except (EngineUnavailable, SandboxDied):
+                self.netns.forget(holder.id)
+                if attempt == 1:
+                    raise
+            except BaseException:
+                self.netns.forget(holder.id)
+                raise
+        raise AssertionError("unreachable")
+
+    def _start_in(self, holder: Holder | None, role: str, episode_id: str) -> Entry:
         c = self.config
         name = _NAME_SAFE.sub("-", f"sekfarm-{role}-{episode_id}")[:80] + "-" + secrets.token_hex(3)
         try:
@@ -387,51 +409,81 @@ class DockerProvider:
             # the container's own clock: it stops even if every owner process is gone.
             # Low-level calls: the engine's CPU is the farm's wall, and the high-level
             # `containers.create` spends an extra inspect per container.
-            host_config = self.api.create_host_config(
-                network_mode="none", pids_limit=c.pids_limit, mem_limit=f"{c.memory_mb}m",
-                memswap_limit=f"{c.memory_mb}m", nano_cpus=int(c.cpus * 1e9), cap_drop=["ALL"],
-                cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID"],
-                security_opt=["no-new-privileges"],
-                # the stream is the protocol, not a log: a logging driver would write every
-                # line of it to disk (one JSON entry per line of a flood)
-                log_config={"Type": "none", "Config": {}},
-            )
             created = self.api.create_container(
                 c.image, command=["timeout", "-s", "KILL", str(int(self.lifetime_s)), "/bin/sh"],
-                name=name, user="root", stdin_open=True, hostname="sandbox", working_dir=OPERATOR_HOME,
-                labels=make_labels(role, episode_id, self.lifetime_s), host_config=host_config,
+                name=name, user="root", stdin_open=True, working_dir=OPERATOR_HOME,
+                # a container in another's network namespace takes that one's hostname
+                **({} if holder else {"hostname": "sandbox"}),
+                labels=make_labels(role, episode_id, self.lifetime_s), host_config=self.host_config(holder),
             )
             container = self.client.containers.prepare_model({"Id": created["Id"]})
         except docker.errors.ImageNotFound as exc:
-            raise ImageMissing(
-                f"sandbox image {c.image!r} is missing. Build it: `sandbox/image/build.sh {c.image}` "
-                f"(offline) or `docker build -f Dockerfile.dash -t {c.image} .`"
-            ) from exc
+            raise ImageMissing.build_hint(c.image) from exc
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise EngineUnavailable(f"the Docker engine refused to create a sandbox: {exc}") from exc
         try:
             root, user = self.open_shells(container.id, start=True)
+            if holder is not None and holder.engine_files is None:
+                raw = root.run(READ_ENGINE_FILES, ADMIN_TIMEOUT_S)
+                if raw.trailer is None:
+                    root.close()
+                    raise SandboxDied("the sandbox's root shell did not answer")
+                holder.engine_files = raw.output.decode("utf-8", "replace")
         except BaseException:
             self._remove(container)
             raise
-        return Entry(container, root, user)
+        return Entry(container, root, user, netns=holder.id if holder else None)
+
+    def host_config(self, holder: Holder | None) -> dict:
+        """The engine-side limits of every sandbox (also what the engine benchmark creates)."""
+        c = self.config
+        return self.api.create_host_config(
+            network_mode=f"container:{holder.id}" if holder else "none",
+            pids_limit=c.pids_limit, mem_limit=f"{c.memory_mb}m", memswap_limit=f"{c.memory_mb}m",
+            nano_cpus=int(c.cpus * 1e9), cap_drop=["ALL"],
+            cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID"],
+            security_opt=["no-new-privileges"],
+            # the stream is the protocol, not a log: a logging driver would write every
+            # line of it to disk (one JSON entry per line of a flood)
+            log_config={"Type": "none", "Config": {}},
+        )
 
     def discard(self, entry: Entry) -> None:
         """Remove an entry's container and free its slot. Never raises."""
+        reusable = bool(entry.netns) and self.netns is not None and self._engine_files_intact(entry)
         entry.root.close()
         entry.user.close()
-        self._remove(entry.container)
+        removed = self._remove(entry.container)
+        if entry.netns and self.netns is not None:
+            # lent again only once nothing of this sandbox can be left in the namespace
+            (self.netns.give_back if removed and reusable else self.netns.forget)(entry.netns)
         with self._lock:
             known = self._live.pop(entry.container.id, None)
         if known is not None:
             self._slots.release()
 
+    def _engine_files_intact(self, entry: Entry) -> bool:
+        """Whether the files shared from the namespace's holder still read as they did."""
+        holder = self.netns.lent(entry.netns) if self.netns and entry.netns else None
+        if holder is None or holder.engine_files is None or not entry.root.alive:
+            return False
+        try:
+            # the operator's last command may still be writing to the shared stream
+            raw = entry.root.run(engine_files_unchanged(holder.engine_files), 2.0, keep_pending=True)
+        except (SandboxError, OSError):
+            return False
+        return raw.trailer is not None and raw.trailer.status == 0
+
     @staticmethod
-    def _remove(container) -> None:
+    def _remove(container) -> bool:
+        """Remove a container; True once it is gone (removed now or already)."""
         try:
             container.remove(force=True)
-        except (docker.errors.NotFound, docker.errors.APIError, requests.RequestException):
-            pass
+        except docker.errors.NotFound:
+            return True
+        except (docker.errors.APIError, requests.RequestException):
+            return False
+        return True
 
     def live_count(self) -> int:
         with self._lock:
@@ -444,6 +496,8 @@ class DockerProvider:
             entries = list(self._live.values())
         for entry in entries:
             self.discard(entry)
+        if self.netns:
+            self.netns.close()
 
 
 _providers: dict[str, DockerProvider] = {}

@@ -17,6 +17,11 @@ class EngineUnavailable(SandboxError, ConnectionError):
 class ImageMissing(SandboxError, LookupError):
     """The sandbox image is not present in the engine."""
 
+    @classmethod
+    def build_hint(cls, image: str) -> "ImageMissing":
+        return cls(f"sandbox image {image!r} is missing. Build it: `sandbox/image/build.sh {image}` "
+                   f"(offline) or `docker build -f Dockerfile.dash -t {image} .`")
+
 
 class SandboxDied(SandboxError, RuntimeError):
     """The container stopped or vanished while in use."""

@@ -43,6 +43,11 @@ def slow_bundle(seed: int, sleep_s: float) -> Bundle:
     return Bundle.create(**data)
 
 
+def _owned_by(client, owner: str, role: str | None = None):
+    labels = [f"org.sekfarm.owner={owner}"] + ([f"org.sekfarm.role={role}"] if role else [])
+    return client.containers.list(all=True, filters={"label": labels})
+
+
 def _episode_containers(client, tid: str, all_: bool = True):
     return client.containers.list(all=all_, filters={"label": f"org.sekfarm.episode={tid}"})
 
@@ -65,7 +70,9 @@ def test_sigkill_mid_episode_redelivers_once_and_leaves_no_container(
     pipe.gated(bundle.id, True, samples=1, operator="scripted")
     try:
         assert _wait(lambda: _episode_containers(docker_client, tid, all_=False), 60), "episode never started"
+        victim = _episode_containers(docker_client, tid)[0].labels["org.sekfarm.owner"]
         time.sleep(1.5)  # inside the reference's `sleep`: mid-episode
+        assert _owned_by(docker_client, victim, "netns"), "the worker should hold a network namespace"
         first.kill()
         assert not store.exists("trajectories", tid)
         assert _episode_containers(docker_client, tid), "the killed worker's container should still be there"
@@ -79,6 +86,8 @@ def test_sigkill_mid_episode_redelivers_once_and_leaves_no_container(
         assert store.count("dead") == 0
         # The orphan sweep removed the dead worker's sandbox; the rescuer closed its own.
         assert _wait(lambda: not _episode_containers(docker_client, tid), 30), "a container was left behind"
+        # and the dead worker's network-namespace holders with it
+        assert _wait(lambda: not _owned_by(docker_client, victim), 30), "a namespace holder was left behind"
     finally:
         for c in _episode_containers(docker_client, tid):
             c.remove(force=True)

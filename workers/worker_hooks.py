@@ -2,7 +2,8 @@
 periodically, so a worker killed mid-episode (SIGKILL, OOM, node loss) leaves nothing behind.
 
 A container is an orphan when its owner process is dead, its deadline passed or it
-stopped (see sandbox.cleanup). The sweep runs only in workers that start sandboxes.
+stopped (see sandbox.cleanup); a dead worker's network-namespace holders are orphans too.
+The sweep, and the warm-up of the holders, run only in workers that start sandboxes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,23 @@ def sweep_once() -> int:
     return removed
 
 
+def warm_netns(concurrency: int | None = None) -> int:
+    """Start this worker's network-namespace holders before its first episode (see
+    sandbox/netns_pool.py): each is a new namespace, the costliest part of a container.
+    As many as episodes can be live at once: the worker's concurrency, at most max_live."""
+    from sandbox import config_from_settings
+    from sandbox.docker_backend import docker_provider
+
+    config = config_from_settings(get_settings())
+    if config.type != "docker" or not config.reuse_netns:
+        return 0
+    try:
+        return docker_provider(config).netns.prefill(min(config.max_live, concurrency or config.max_live))
+    except Exception as exc:  # the first episodes start them instead
+        log.warning("could not start network-namespace holders: %s", exc)
+        return 0
+
+
 def _sweep_forever(interval: float) -> None:
     while not _stop.wait(interval):
         sweep_once()
@@ -52,6 +70,8 @@ def _on_ready(sender=None, **_):
     if get_settings().sandbox_backend != "docker":
         return
     sweep_once()
+    concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)
+    threading.Thread(target=warm_netns, args=(concurrency,), name="netns-warm", daemon=True).start()
     threading.Thread(target=_sweep_forever, args=(get_settings().orphan_sweep_s,), name="orphan-sweep",
                      daemon=True).start()
 
