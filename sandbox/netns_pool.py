@@ -25,11 +25,10 @@ sandbox never outlives the namespace's holder; past that it is retired when retu
 
 from __future__ import annotations
 
-import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import docker.errors
@@ -42,7 +41,6 @@ from sandbox.labels import make_labels
 if TYPE_CHECKING:
     from sandbox.docker_backend import DockerProvider
 
-log = logging.getLogger(__name__)
 ROLE = "netns"
 # a holder serves sandboxes for this many sandbox lifetimes before it is replaced
 LIFETIMES_PER_HOLDER = 6
@@ -66,7 +64,6 @@ def engine_files_unchanged(expected: str) -> str:
 class Holder:
     id: str
     deadline: float  # monotonic: the holder's own clock stops it then
-    created: float = field(default_factory=time.monotonic)
     engine_files: str | None = None  # as the first sandbox to join saw them, before its world
 
 
@@ -135,10 +132,6 @@ class NetnsPool:
     def lent(self, holder_id: str) -> Holder | None:
         with self._lock:
             return self._lent.get(holder_id)
-
-    def idle_count(self) -> int:
-        with self._lock:
-            return len(self._idle)
 
     def close(self) -> None:
         with self._lock:
