@@ -10,10 +10,16 @@
    with the same sandbox settings otherwise (a lent network namespace included).
 3. engine ceiling: bare container lifecycles (create, start, remove; nothing inside) at the
    farm's concurrency, with the sandboxes' own engine settings: what the Docker engine itself
-   allows on this machine for containers like the farm's. When sandboxes join lent network
+   allows on this machine for containers like the farm's. It is measured just before the farm
+   and just after it, and the mean is the ceiling, so a machine whose speed drifts during the
+   run (a shared host that steals CPU) moves both sides alike. When sandboxes join lent network
    namespaces (FARM_REUSE_NETNS, the default) the bare containers do too, and the ceiling for
    containers that each make their own namespace is measured beside it.
 4. Celery overhead: the round trip of a no-op task through the same Redis and worker.
+
+Where /proc/stat is readable, each phase also reports the CPU it used per item and the share
+of the machine's time the host stole from it (`steal`): a run with a large steal share
+measured the neighbours as much as the farm, and CPU per item is the steadier comparison.
 
 The last line is one JSON object with farm_rollouts_per_min, sequential_rollouts_per_min,
 engine_lifecycles_per_min, celery_overhead_ms_per_task.
@@ -38,14 +44,51 @@ from common.settings import get_settings  # noqa: E402
 from common.store import Store  # noqa: E402
 
 
+class Meter:
+    """CPU the machine spent during a phase, from /proc/stat (Linux); empty elsewhere."""
+
+    def __init__(self):
+        self.busy_s = self.steal_s = self.wall_s = None
+
+    @staticmethod
+    def _ticks() -> list[int] | None:
+        try:
+            with open("/proc/stat") as f:
+                return [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+
+    def __enter__(self):
+        self._start, self._t0 = self._ticks(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall_s = time.perf_counter() - self._t0
+        end = self._ticks()
+        if self._start and end and len(end) >= 8:
+            hz = os.sysconf("SC_CLK_TCK")
+            d = [(b - a) / hz for a, b in zip(self._start, end)]
+            # user nice system irq softirq; idle and iowait are not work, steal is the host's
+            self.busy_s, self.steal_s = d[0] + d[1] + d[2] + d[5] + d[6], d[7]
+
+    def report(self, items: int) -> dict:
+        if self.busy_s is None:
+            return {}
+        total = self.busy_s + self.steal_s
+        return {"cpu_ms_per_item": round(self.busy_s * 1000 / items, 1),
+                "steal_share": round(self.steal_s / total, 3) if total else 0.0}
+
+
 def bundles(scenarios: int, seed: int):
     from workers.author import author_bundles
 
     return [r.bundle for r in author_bundles(scenarios, seed) if r.bundle is not None]
 
 
-def farm(work: Path, items, samples: int, concurrency: int) -> tuple[float, float, float]:
-    """(rollouts per minute, amortised celery ms per task, median lone round trip ms)."""
+def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int, meter: "Meter"):
+    """(rollouts per minute, amortised celery ms per task, median lone round trip ms, engine
+    ceilings just before and just after the farm ran). The workers and their namespace holders
+    are up for both ceilings, as they are while the farm runs."""
     from producer.embedded import spawn_worker, worker_env
     from producer.redis_local import LocalRedis
     from workers.celery_app import NOOP_TASK, app, configure
@@ -85,18 +128,19 @@ def farm(work: Path, items, samples: int, concurrency: int) -> tuple[float, floa
             overhead = (time.perf_counter() - t0) * 1000 / len(results)
             pipe = Pipeline(store, settings)
             total = len(items) * samples
-            start = time.perf_counter()
-            for b in items:
-                pipe.gated(b.id, True, samples, "oracle")
-            while store.count("trajectories") < total:
-                if time.perf_counter() - start > 1800:
-                    raise SystemExit("farm run did not finish within 30 min")
-                time.sleep(0.2)
-            elapsed = time.perf_counter() - start
+            before = engine_ceiling(concurrency, lifecycles, settings.reuse_netns)
+            with meter:
+                for b in items:
+                    pipe.gated(b.id, True, samples, "oracle")
+                while store.count("trajectories") < total:
+                    if time.perf_counter() - meter._t0 > 1800:
+                        raise SystemExit("farm run did not finish within 30 min")
+                    time.sleep(0.2)
+            after = engine_ceiling(concurrency, lifecycles, settings.reuse_netns)
         finally:
             for w in workers:
                 w.stop()
-    return total / elapsed * 60, overhead, round_trip
+    return total / meter.wall_s * 60, overhead, round_trip, before, after
 
 
 def sequential(items, samples: int, limit: int) -> float:
@@ -127,7 +171,7 @@ def wait_for_holders(count: int, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
-def engine_ceiling(concurrency: int, count: int, lend_netns: bool) -> float:
+def engine_ceiling(concurrency: int, count: int, lend_netns: bool, meter: "Meter | None" = None) -> float:
     from sandbox import config_from_settings
     from sandbox.docker_backend import DockerProvider
     from sandbox.labels import make_labels
@@ -135,9 +179,7 @@ def engine_ceiling(concurrency: int, count: int, lend_netns: bool) -> float:
     config = config_from_settings(get_settings()).model_copy(update={"pool_size": 0, "reuse_netns": lend_netns})
     provider = DockerProvider(config)
     api = provider.api
-    # one holder per thread, started before the clock, as the farm's worker does when it is ready
-    holders = [provider.netns.lend() for _ in range(concurrency)] if provider.netns else [None] * concurrency
-    lock, done = threading.Lock(), [0]
+    lock, done, holders = threading.Lock(), [0], []
 
     def worker(holder):
         while True:
@@ -149,17 +191,23 @@ def engine_ceiling(concurrency: int, count: int, lend_netns: bool) -> float:
             # command (nothing attached, nothing run), through the same low-level calls
             cid = api.create_container(config.image, labels=make_labels("bench", "lifecycle", 60),
                                        host_config=provider.host_config(holder))["Id"]
-            api.start(cid)
-            api.remove_container(cid, force=True)
+            try:
+                api.start(cid)
+            finally:
+                api.remove_container(cid, force=True)
 
-    threads = [threading.Thread(target=worker, args=(h,)) for h in holders]
+    meter = meter or Meter()
     try:
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return count / (time.perf_counter() - start) * 60
+        # one holder per thread, started before the clock, as the farm's worker does when it is ready
+        for _ in range(concurrency):
+            holders.append(provider.netns.lend() if provider.netns else None)
+        threads = [threading.Thread(target=worker, args=(h,)) for h in holders]
+        with meter:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return count / meter.wall_s * 60
     finally:
         for h in holders:
             if h is not None:
@@ -178,30 +226,50 @@ def main() -> None:
     args = ap.parse_args()
 
     items = bundles(args.scenarios, args.seed)
+    farm_meter = Meter()
     with tempfile.TemporaryDirectory(prefix="sekfarm-bench-") as tmp:
-        farm_rate, overhead, round_trip = farm(Path(tmp), items, args.samples, args.concurrency)
+        farm_rate, overhead, round_trip, before, after = farm(
+            Path(tmp), items, args.samples, args.concurrency, args.lifecycles, farm_meter)
+    total = len(items) * args.samples
     print(f"farm: {farm_rate:.1f} rollouts/min ({len(items)}x{args.samples}, concurrency {args.concurrency}); "
           f"celery {overhead:.2f} ms/task amortised, {round_trip:.2f} ms lone round trip", file=sys.stderr)
+    lending = get_settings().reuse_netns
+    ceiling = (before + after) / 2
+    print(f"engine ceiling: {ceiling:.1f} lifecycles/min at concurrency {args.concurrency} "
+          f"({before:.1f} before the farm, {after:.1f} after)"
+          f"{'; lent network namespaces, as the farm' if lending else ''}", file=sys.stderr)
     seq_rate = sequential(items, args.samples, args.sequential)
     print(f"sequential exec replay: {seq_rate:.1f} rollouts/min", file=sys.stderr)
-    lending = get_settings().reuse_netns
-    ceiling = engine_ceiling(args.concurrency, args.lifecycles, lend_netns=lending)
-    print(f"engine ceiling: {ceiling:.1f} lifecycles/min at concurrency {args.concurrency}"
-          f"{' (lent network namespaces, as the farm)' if lending else ''}", file=sys.stderr)
+    # CPU per item, from a separate metered ceiling run (the bracketing ones ran inside farm())
+    engine_meter = Meter()
+    engine_ceiling(args.concurrency, args.lifecycles, lend_netns=lending, meter=engine_meter)
+    farm_cpu, engine_cpu = farm_meter.report(total), engine_meter.report(args.lifecycles)
     extra = {}
+    if farm_cpu and engine_cpu:
+        extra.update({
+            "farm_cpu_ms_per_rollout": farm_cpu["cpu_ms_per_item"], "farm_steal_share": farm_cpu["steal_share"],
+            "engine_cpu_ms_per_lifecycle": engine_cpu["cpu_ms_per_item"],
+            "engine_steal_share": engine_cpu["steal_share"],
+            # the CPU-bound comparison: what a lifecycle costs against what a whole rollout costs
+            "farm_vs_engine_cpu": round(engine_cpu["cpu_ms_per_item"] / farm_cpu["cpu_ms_per_item"], 2),
+        })
+        print(f"cpu: {farm_cpu['cpu_ms_per_item']} ms per rollout (steal {farm_cpu['steal_share']:.0%}), "
+              f"{engine_cpu['cpu_ms_per_item']} ms per bare lifecycle (steal {engine_cpu['steal_share']:.0%})",
+              file=sys.stderr)
     if lending:
         own = engine_ceiling(args.concurrency, args.lifecycles, lend_netns=False)
         print(f"engine ceiling, a new network namespace per container: {own:.1f} lifecycles/min", file=sys.stderr)
-        extra = {"engine_lifecycles_own_netns_per_min": round(own, 1), "farm_vs_engine_own_netns": round(farm_rate / own, 2)}
+        extra.update({"engine_lifecycles_own_netns_per_min": round(own, 1),
+                      "farm_vs_engine_own_netns": round(farm_rate / own, 2)})
     print(json.dumps({
         "farm_rollouts_per_min": round(farm_rate, 1), "sequential_rollouts_per_min": round(seq_rate, 1),
         "engine_lifecycles_per_min": round(ceiling, 1), "celery_overhead_ms_per_task": round(overhead, 2),
+        "engine_lifecycles_before_per_min": round(before, 1), "engine_lifecycles_after_per_min": round(after, 1),
         "celery_round_trip_ms": round(round_trip, 2),
         "scenarios": len(items), "samples": args.samples, "concurrency": args.concurrency, "lent_netns": lending,
         "farm_vs_engine": round(farm_rate / ceiling, 2), "farm_vs_sequential": round(farm_rate / seq_rate, 2),
         **extra,
     }))
-
 
 if __name__ == "__main__":
     main()

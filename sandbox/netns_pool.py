@@ -148,23 +148,33 @@ class NetnsPool:
         api = self.provider.api
         c = self.provider.config
         lifetime = self.holder_lifetime_s
-        try:
-            # hostname lives with the namespace's holder: a joining container cannot set one
-            host_config = api.create_host_config(
-                network_mode="none", pids_limit=4, mem_limit="16m", memswap_limit="16m", cap_drop=["ALL"],
-                security_opt=["no-new-privileges"], log_config={"Type": "none", "Config": {}},
-            )
-            created = api.create_container(
-                c.image, command=["sleep", str(int(lifetime))], user="nobody", hostname="sandbox",
-                name=f"sekfarm-netns-{secrets.token_hex(4)}", labels=make_labels(ROLE, ROLE, lifetime),
-                host_config=host_config,
-            )
-            api.start(created["Id"])
-        except docker.errors.ImageNotFound as exc:
-            raise ImageMissing.build_hint(c.image) from exc
-        except (docker.errors.APIError, requests.RequestException) as exc:
-            raise EngineUnavailable(f"the Docker engine refused to create a network namespace holder: {exc}") from exc
-        return Holder(created["Id"], deadline=time.monotonic() + lifetime)
+        # hostname lives with the namespace's holder: a joining container cannot set one
+        host_config = api.create_host_config(
+            network_mode="none", pids_limit=4, mem_limit="16m", memswap_limit="16m", cap_drop=["ALL"],
+            security_opt=["no-new-privileges"], log_config={"Type": "none", "Config": {}},
+        )
+        for attempt in (1, 2):
+            created = None
+            try:
+                created = api.create_container(
+                    c.image, command=["sleep", str(int(lifetime))], user="nobody", hostname="sandbox",
+                    name=f"sekfarm-netns-{secrets.token_hex(4)}", labels=make_labels(ROLE, ROLE, lifetime),
+                    host_config=host_config,
+                )
+                api.start(created["Id"])
+                return Holder(created["Id"], deadline=time.monotonic() + lifetime)
+            except docker.errors.ImageNotFound as exc:
+                raise ImageMissing.build_hint(c.image) from exc
+            except (docker.errors.APIError, requests.RequestException) as exc:
+                # A created holder that did not start is removed, not left for the sweep. The
+                # engine under load sometimes refuses a start it then reports as "already
+                # running" (moby/moby#41296); one more holder from scratch gets past that.
+                if created is not None:
+                    self._remove(Holder(created["Id"], deadline=0.0))
+                if attempt == 2:
+                    raise EngineUnavailable(
+                        f"the Docker engine refused to create a network namespace holder: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def _remove(self, holder: Holder) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import docker.errors
 import pytest
 
 from common.bundle import FileFixture
@@ -111,6 +112,29 @@ def test_holders_removed_behind_the_pools_back_are_replaced(docker_client):
     finally:
         provider.shutdown()
     assert replacement not in holder_ids(docker_client)
+
+
+def test_a_holder_that_fails_to_start_is_removed_and_replaced(docker_client):
+    provider = DockerProvider(DockerSandboxConfig(max_live=1, pool_size=0))
+    real_start, refused = provider.api.start, []
+
+    def start_once_refused(cid, *args, **kwargs):
+        if not refused:  # the engine's start race: the container exists but did not start
+            refused.append(cid)
+            raise docker.errors.APIError("cannot start an already running container")
+        return real_start(cid, *args, **kwargs)
+
+    provider.api.start = start_once_refused
+    try:
+        holder = provider.netns.lend()
+        assert refused and holder.id != refused[0]
+        assert holder_ids(docker_client) >= {holder.id}
+        assert refused[0] not in holder_ids(docker_client)  # not left behind in Created state
+        provider.netns.give_back(holder.id)
+    finally:
+        provider.api.start = real_start
+        provider.shutdown()
+    assert holder.id not in holder_ids(docker_client)
 
 
 def test_own_namespace_per_sandbox_when_lending_is_off(docker_client):
