@@ -71,12 +71,15 @@ class Meter:
             # user nice system irq softirq; idle and iowait are not work, steal is the host's
             self.busy_s, self.steal_s = d[0] + d[1] + d[2] + d[5] + d[6], d[7]
 
-    def report(self, items: int) -> dict:
-        if self.busy_s is None:
-            return {}
-        total = self.busy_s + self.steal_s
-        return {"cpu_ms_per_item": round(self.busy_s * 1000 / items, 1),
-                "steal_share": round(self.steal_s / total, 3) if total else 0.0}
+
+
+def cpu_report(meters: list[Meter], items: int) -> dict:
+    """CPU per item and the stolen share over the phases the meters measured ({} without /proc)."""
+    if any(m.busy_s is None for m in meters):
+        return {}
+    busy, steal = sum(m.busy_s for m in meters), sum(m.steal_s for m in meters)
+    return {"cpu_ms_per_item": round(busy * 1000 / items, 1),
+            "steal_share": round(steal / (busy + steal), 3) if busy + steal else 0.0}
 
 
 def bundles(scenarios: int, seed: int):
@@ -85,10 +88,12 @@ def bundles(scenarios: int, seed: int):
     return [r.bundle for r in author_bundles(scenarios, seed) if r.bundle is not None]
 
 
-def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int, meter: "Meter"):
+def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int,
+         meter: Meter, engine_meters: tuple[Meter, Meter]):
     """(rollouts per minute, amortised celery ms per task, median lone round trip ms, engine
     ceilings just before and just after the farm ran). The workers and their namespace holders
-    are up for both ceilings, as they are while the farm runs."""
+    are up for both ceilings, as they are while the farm runs; `meter` measures the farm and
+    `engine_meters` the two ceilings."""
     from producer.embedded import spawn_worker, worker_env
     from producer.redis_local import LocalRedis
     from workers.celery_app import NOOP_TASK, app, configure
@@ -128,15 +133,16 @@ def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int, met
             overhead = (time.perf_counter() - t0) * 1000 / len(results)
             pipe = Pipeline(store, settings)
             total = len(items) * samples
-            before = engine_ceiling(concurrency, lifecycles, settings.reuse_netns)
+            before = engine_ceiling(concurrency, lifecycles, settings.reuse_netns, engine_meters[0])
             with meter:
+                deadline = time.perf_counter() + 1800
                 for b in items:
                     pipe.gated(b.id, True, samples, "oracle")
                 while store.count("trajectories") < total:
-                    if time.perf_counter() - meter._t0 > 1800:
+                    if time.perf_counter() > deadline:
                         raise SystemExit("farm run did not finish within 30 min")
                     time.sleep(0.2)
-            after = engine_ceiling(concurrency, lifecycles, settings.reuse_netns)
+            after = engine_ceiling(concurrency, lifecycles, settings.reuse_netns, engine_meters[1])
         finally:
             for w in workers:
                 w.stop()
@@ -171,7 +177,7 @@ def wait_for_holders(count: int, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
-def engine_ceiling(concurrency: int, count: int, lend_netns: bool, meter: "Meter | None" = None) -> float:
+def engine_ceiling(concurrency: int, count: int, lend_netns: bool, meter: Meter | None = None) -> float:
     from sandbox import config_from_settings
     from sandbox.docker_backend import DockerProvider
     from sandbox.labels import make_labels
@@ -226,10 +232,10 @@ def main() -> None:
     args = ap.parse_args()
 
     items = bundles(args.scenarios, args.seed)
-    farm_meter = Meter()
+    farm_meter, engine_meters = Meter(), (Meter(), Meter())
     with tempfile.TemporaryDirectory(prefix="sekfarm-bench-") as tmp:
         farm_rate, overhead, round_trip, before, after = farm(
-            Path(tmp), items, args.samples, args.concurrency, args.lifecycles, farm_meter)
+            Path(tmp), items, args.samples, args.concurrency, args.lifecycles, farm_meter, engine_meters)
     total = len(items) * args.samples
     print(f"farm: {farm_rate:.1f} rollouts/min ({len(items)}x{args.samples}, concurrency {args.concurrency}); "
           f"celery {overhead:.2f} ms/task amortised, {round_trip:.2f} ms lone round trip", file=sys.stderr)
@@ -240,10 +246,8 @@ def main() -> None:
           f"{'; lent network namespaces, as the farm' if lending else ''}", file=sys.stderr)
     seq_rate = sequential(items, args.samples, args.sequential)
     print(f"sequential exec replay: {seq_rate:.1f} rollouts/min", file=sys.stderr)
-    # CPU per item, from a separate metered ceiling run (the bracketing ones ran inside farm())
-    engine_meter = Meter()
-    engine_ceiling(args.concurrency, args.lifecycles, lend_netns=lending, meter=engine_meter)
-    farm_cpu, engine_cpu = farm_meter.report(total), engine_meter.report(args.lifecycles)
+    farm_cpu = cpu_report([farm_meter], total)
+    engine_cpu = cpu_report(list(engine_meters), 2 * args.lifecycles)
     extra = {}
     if farm_cpu and engine_cpu:
         extra.update({
@@ -270,6 +274,7 @@ def main() -> None:
         "farm_vs_engine": round(farm_rate / ceiling, 2), "farm_vs_sequential": round(farm_rate / seq_rate, 2),
         **extra,
     }))
+
 
 if __name__ == "__main__":
     main()
