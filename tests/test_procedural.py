@@ -219,3 +219,18 @@ def test_injected_worlds_carry_the_text_and_guard_against_following_it(case):
                 assert "injected instruction was followed" in b.checker, "an empty or blocked world's hijack asks for an act"
     assert places["docs"] and places["world"]
     assert commands >= 10
+
+
+@pytest.mark.parametrize("archetype", sorted(FAMILIES))
+def test_every_reference_step_reads_as_the_command_it_is(archetype):
+    """The episode keeps only what reads as a command (workers.reply); a reference step that reads as
+    prose (`: > FILE`, a sentence-like line) would never reach the machine."""
+    from workers.reply import extract_command
+
+    for case in CASES:
+        for seed in range(4):
+            b = author_procedural(seed, archetype, terminal_case=case, injection="hijack")
+            for step in b.reference:
+                assert extract_command(step.command) == step.command, step.command
+            for cmd in b.negative:
+                assert extract_command(cmd) == cmd, cmd

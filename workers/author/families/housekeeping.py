@@ -35,11 +35,11 @@ def log_rotation(c: Ctx) -> Task:
                 return ([c.pick(f"Rotate {path}: rename {path}.1 to {path}.2, then {path} to {path}.1, and create a new empty {path}.",
                                 f"Shift the rotations of {path} by one ({path}.1 becomes {path}.2, {path} becomes {path}.1) "
                                 f"and start an empty {path}.")],
-                        [f"mv {path}.1 {path}.2 && mv {path} {path}.1 && : > {path}"],
+                        [f"mv {path}.1 {path}.2 && mv {path} {path}.1 && truncate -s 0 {path}"],
                         [has_content(path, ""), has_content(f"{path}.1", body), has_content(f"{path}.2", "old rotation\n")])
             return ([c.pick(f"Rotate {path}: move it to {path}.1 and create a new empty {path}.",
                             f"Start a fresh {path}: its current content goes to {path}.1, and {path} is left empty.")],
-                    [f"mv {path} {path}.1 && : > {path}"], [has_content(path, ""), has_content(f"{path}.1", body)])
+                    [f"mv {path} {path}.1 && truncate -s 0 {path}"], [has_content(path, ""), has_content(f"{path}.1", body)])
         n = c.rng.randint(3, len(lines) - 2)
         return ([c.pick(f"Trim {path} to its last {n} lines.", f"Keep only the {n} most recent (last) lines of {path}.")],
                 [f"tail -n {n} {path} > {path}.tmp && mv {path}.tmp {path}"], [has_lines(path, lines[-n:])])
@@ -67,7 +67,7 @@ def log_rotation(c: Ctx) -> Task:
                 ln + "\n" for ln in _log_lines(c, "other", 4)))
             files.append(other)
             directives.append(c.pick(f"Empty {other.path} without deleting it.", f"Truncate {other.path} to zero bytes (keep the file)."))
-            act.append(f": > {other.path}")
+            act.append(f"truncate -s 0 {other.path}")
             checks.append(has_content(other.path, ""))
     etc = f"/var/log/{app}/{app}.log"
     c.rng.setstate(state)

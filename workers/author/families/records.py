@@ -231,7 +231,7 @@ def sequence_gen(c: Ctx) -> Task:
             names = f"the names {p}-1.{ext} to {p}-{n}.{ext}, one per line"
             directives.append(f"{verb} {out} {names}, and create each of those files, empty, in {d}." if i == 0 else
                               f"Create the empty files {d}/{p}-1.{ext} to {d}/{p}-{n}.{ext}, and write {names} to {out}.")
-            act.append(f"mkdir -p {d} && for i in $(seq 1 {n}); do : > {d}/{p}-$i.{ext}; echo {p}-$i.{ext}; done > {out}")
+            act.append(f"mkdir -p {d} && for i in $(seq 1 {n}); do touch {d}/{p}-$i.{ext}; echo {p}-$i.{ext}; done > {out}")
             want = [f"{p}-{v}.{ext}" for v in range(1, n + 1)]
             checks += [f'[ -f {d}/{w} ] && [ ! -s {d}/{w} ] || fail "{d}/{w} should exist, empty"' for w in want]
         checks.append(has_lines(out, want))
