@@ -202,34 +202,35 @@ def sequence_gen(c: Ctx) -> Task:
     for i, (kind, out) in enumerate(zip(kinds, outs)):
         if i == 0:  # the first output exists, stale: the directive replaces it
             files.append(user_file(out, "stale\n"))
-        verb = c.pick("Replace the contents of", "Overwrite") if i == 0 else c.pick("Write to", "Put into")
+        lead = (c.pick(f"Replace the contents of {out} with", f"Overwrite {out} with") if i == 0
+                else c.pick(f"Write to {out}", f"Put into {out}"))
         if kind == "range":
             a = c.rng.randint(1, 50)
             b = a + c.rng.randint(3, 12)
-            directives.append(f"{verb} {out} the whole numbers from {a} to {b}, one per line.")
+            directives.append(f"{lead} the whole numbers from {a} to {b}, one per line.")
             act.append(f"seq {a} {b} > {out}")
             want = [str(v) for v in range(a, b + 1)]
         elif kind == "step":
             a, s = c.rng.randint(0, 20), c.rng.choice((2, 3, 5, 10, 25))
             b = a + s * c.rng.randint(3, 8)
-            directives.append(f"{verb} {out} every {s}th number from {a} up to {b} ({a}, {a + s}, ...), one per line.")
+            directives.append(f"{lead} the numbers from {a} to {b} in steps of {s} ({a}, {a + s}, ...), one per line.")
             act.append(f"seq {a} {s} {b} > {out}")
             want = [str(v) for v in range(a, b + 1, s)]
         elif kind == "padded":
             p, n = c.word(), c.rng.randint(4, 14)
-            directives.append(f"{verb} {out} the names {p}-001 to {p}-{n:03d} (three-digit numbers), one per line.")
+            directives.append(f"{lead} the names {p}-001 to {p}-{n:03d} (three-digit numbers), one per line.")
             act.append(f"seq -f '{p}-%03g' 1 {n} > {out}")
             want = [f"{p}-{v:03d}" for v in range(1, n + 1)]
         elif kind == "pairs":
             host, port, n = c.word(), c.rng.choice((7000, 8000, 9100)), c.rng.randint(3, 6)
-            directives.append(f"{verb} {out} {n} lines of the form worker<i>={host}:<port>, for i from 0 to {n - 1}, "
+            directives.append(f"{lead} {n} lines of the form worker<i>={host}:<port>, for i from 0 to {n - 1}, "
                               f"where the port is {port} plus i.")
             act.append(f"awk 'BEGIN {{ for (i = 0; i < {n}; i++) print \"worker\" i \"={host}:\" {port} + i }}' > {out}")
             want = [f"worker{v}={host}:{port + v}" for v in range(n)]
         else:
             d, p, n, ext = f"{out.rsplit('.', 1)[0]}.d", c.word(), c.rng.randint(3, 7), c.rng.choice(("txt", "dat", "part"))
             names = f"the names {p}-1.{ext} to {p}-{n}.{ext}, one per line"
-            directives.append(f"{verb} {out} {names}, and create each of those files, empty, in {d}." if i == 0 else
+            directives.append(f"{lead} {names}, and create each of those files, empty, in {d}." if i == 0 else
                               f"Create the empty files {d}/{p}-1.{ext} to {d}/{p}-{n}.{ext}, and write {names} to {out}.")
             act.append(f"mkdir -p {d} && for i in $(seq 1 {n}); do touch {d}/{p}-$i.{ext}; echo {p}-$i.{ext}; done > {out}")
             want = [f"{p}-{v}.{ext}" for v in range(1, n + 1)]
