@@ -105,15 +105,16 @@ def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int,
     with LocalRedis(work / "redis") as redis_server:
         settings = get_settings().model_copy(update={
             "broker_url": redis_server.url, "result_backend": redis_server.url, "store": store.url,
-            "rollout_concurrency": concurrency, "max_live_containers": concurrency})
+            "rollout_concurrency": concurrency,
+            "sandbox": get_settings().sandbox.model_copy(update={"max_live": concurrency})})
         env = worker_env(settings, redis_server.url, store.url)
-        env.update({"FARM_MAX_LIVE_CONTAINERS": str(concurrency), "FARM_POOL_SIZE": "0"})
+        env.update({"FARM_MAX_LIVE": str(concurrency), "FARM_POOL_SIZE": "0"})
         workers = [spawn_worker("bench-rollout", ["rollout"], env, work, concurrency=concurrency),
                    spawn_worker("bench-misc", ["gate", "pairs"], env, work, concurrency=2)]
         try:
             for w in workers:
                 w.wait_ready(120)
-            if settings.reuse_netns:
+            if settings.sandbox.reuse_netns:
                 wait_for_holders(concurrency)
             configure(settings)
             for i in range(20):  # warm the connections
@@ -133,7 +134,7 @@ def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int,
             overhead = (time.perf_counter() - t0) * 1000 / len(results)
             pipe = Pipeline(store, settings)
             total = len(items) * samples
-            before = engine_ceiling(concurrency, lifecycles, settings.reuse_netns, engine_meters[0])
+            before = engine_ceiling(concurrency, lifecycles, settings.sandbox.reuse_netns, engine_meters[0])
             with meter:
                 deadline = time.perf_counter() + 1800
                 for b in items:
@@ -142,7 +143,7 @@ def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int,
                     if time.perf_counter() > deadline:
                         raise SystemExit("farm run did not finish within 30 min")
                     time.sleep(0.2)
-            after = engine_ceiling(concurrency, lifecycles, settings.reuse_netns, engine_meters[1])
+            after = engine_ceiling(concurrency, lifecycles, settings.sandbox.reuse_netns, engine_meters[1])
         finally:
             for w in workers:
                 w.stop()
@@ -153,7 +154,7 @@ def sequential(items, samples: int, limit: int) -> float:
     from sandbox import config_from_settings
     from workers.rollout import run_episode
 
-    config = config_from_settings(get_settings()).model_copy(update={"mode": "exec", "pool_size": 0})
+    config = config_from_settings(get_settings()).model_copy(update={"exec_replay": True, "pool_size": 0})
     # sample-major, so a short run still covers every scenario: the farm's mix, not its first few
     jobs = [(b, s) for s in range(samples) for b in items][:limit]
     start = time.perf_counter()
@@ -167,7 +168,7 @@ def wait_for_holders(count: int, timeout: float = 120) -> None:
     import docker
 
     from sandbox import labels as L
-    from sandbox.netns_pool import ROLE
+    from sandbox.docker.netns_pool import ROLE
 
     client = docker.from_env()
     deadline = time.monotonic() + timeout
@@ -179,7 +180,7 @@ def wait_for_holders(count: int, timeout: float = 120) -> None:
 
 def engine_ceiling(concurrency: int, count: int, lend_netns: bool, meter: Meter | None = None) -> float:
     from sandbox import config_from_settings
-    from sandbox.docker_backend import DockerProvider
+    from sandbox.docker.provider import DockerProvider
     from sandbox.labels import make_labels
 
     config = config_from_settings(get_settings()).model_copy(update={"pool_size": 0, "reuse_netns": lend_netns})
@@ -239,7 +240,7 @@ def main() -> None:
     total = len(items) * args.samples
     print(f"farm: {farm_rate:.1f} rollouts/min ({len(items)}x{args.samples}, concurrency {args.concurrency}); "
           f"celery {overhead:.2f} ms/task amortised, {round_trip:.2f} ms lone round trip", file=sys.stderr)
-    lending = get_settings().reuse_netns
+    lending = get_settings().sandbox.reuse_netns
     ceiling = (before + after) / 2
     print(f"engine ceiling: {ceiling:.1f} lifecycles/min at concurrency {args.concurrency} "
           f"({before:.1f} before the farm, {after:.1f} after)"

@@ -49,7 +49,7 @@ def test_compose_farm_end_to_end(images, tmp_path):
     env = {**os.environ, "FARM_REDIS_PASSWORD": secrets.token_hex(8), "FARM_FLOWER_USER": "farm",
            "FARM_FLOWER_PASSWORD": secrets.token_hex(8), "FARM_REDIS_PORT": str(free_port()),
            "FARM_FLOWER_PORT": str(free_port()), "FARM_STORE_DIR": str(store_dir),
-           "FARM_ROLLOUT_CONCURRENCY": "4", "FARM_MAX_LIVE_CONTAINERS": "4"}
+           "FARM_ROLLOUT_CONCURRENCY": "4", "FARM_MAX_LIVE": "4"}
     compose = ["docker-compose", "-p", project, "--project-directory", str(ROOT), "-f", str(ROOT / "compose.yaml"),
                "-f", str(ROOT / "docker" / "compose.hostnet.yaml")]
 
