@@ -6,7 +6,8 @@ import pytest
 
 pytest.register_assert_rewrite("sandbox.conformance")
 
-from sandbox import DockerSandboxConfig, EngineUnavailable  # noqa: E402
+from sandbox import DockerSandboxConfig, EngineUnavailable, SandboxError  # noqa: E402
+from sandbox.cells.config import CellsSandboxConfig  # noqa: E402
 
 IMAGE = "sekfarm-dash:latest"
 
@@ -30,6 +31,7 @@ LIMITS = {"command_timeout_s": 1.5, "output_cap_bytes": 4096}
 # Each backend declares the checks it is known to fail (inspect_ai style).
 BACKENDS = {
     "docker": (DockerSandboxConfig(**LIMITS), set()),
+    "cells": (CellsSandboxConfig(**LIMITS), set()),
     "docker-exec": (
         DockerSandboxConfig(exec_replay=True, **LIMITS),
         {"shell_state_persists"},  # exec replay carries cwd and exported env only, by design
@@ -37,9 +39,18 @@ BACKENDS = {
 }
 
 
+@pytest.fixture(scope="session")
+def cells_ready():
+    """Root, cgroups and the root filesystem (scripts/setup makes it; else it is exported from
+    the engine's image here, or built with debootstrap)."""
+    try:
+        CellsSandboxConfig().check_ready()
+    except SandboxError as exc:
+        pytest.skip(f"cells cannot run here: {exc}")
+
+
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request):
     config, known_failures = BACKENDS[request.param]
-    if config.type == "docker":
-        request.getfixturevalue("docker_client")
+    request.getfixturevalue("docker_client" if config.type == "docker" else "cells_ready")
     return config, known_failures
