@@ -1,6 +1,6 @@
 """The cell host: one small process per worker process that makes and destroys cells.
 
-    python -E -s -S host.py '{"rootfs": ..., "owner": ..., "lifetime_s": ...}'   (stdin: a
+    python -E -s -S host.py '{"rootfs": ..., "lifetime_s": ...}'   (stdin: a
     SOCK_SEQPACKET socket to the worker; one JSON request per message, one JSON reply each)
 
 Standard library only, so it starts in milliseconds and forks cheaply. It lives in a mount
@@ -210,7 +210,9 @@ def _init(cell: Cell, rootfs_merged: str, cgroup_dirs: list[str], v2: bool, stdi
         os.dup2(null, 2)
         os.closerange(3, 65536)
         drop_capabilities(ROOT_SHELL_CAPS)
-        os.execve("/usr/bin/tini", ["tini", "--", "/bin/sh"], ROOT_ENV)
+        # tini reaps what the operator orphans; its static build saves the dynamic loader's work
+        tini = "/usr/bin/tini-static" if os.path.exists("/usr/bin/tini-static") else "/usr/bin/tini"
+        os.execve(tini, ["tini", "--", "/bin/sh"], ROOT_ENV)
     except BaseException as exc:
         try:
             os.write(2, f"cell init failed: {exc}\n".encode())
@@ -227,7 +229,10 @@ class Host:
         os.makedirs(WORK, exist_ok=True)
         mount("tmpfs", WORK, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700")
         prctl(PR_SET_CHILD_SUBREAPER, 1)
-        self.cgroups = Cgroups(args["owner"])
+        # named after this host (like labels.owner_id), so a sweep can tell when it is dead
+        with open("/proc/self/stat") as f:
+            started = f.read().rsplit(")", 1)[1].split()[19]
+        self.cgroups = Cgroups(f"{socket.gethostname()}_{os.getpid()}_{started}")
         self.idle: list[Holder] = []
         self.cells: dict[str, Cell] = {}
 

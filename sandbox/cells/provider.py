@@ -62,7 +62,7 @@ class CellHost:
 
     def __init__(self, rootfs: str, lifetime_s: float):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        args = json.dumps({"rootfs": rootfs, "owner": L.owner_id().replace(":", "_"), "lifetime_s": lifetime_s})
+        args = json.dumps({"rootfs": rootfs, "lifetime_s": lifetime_s})
         self.proc = subprocess.Popen([sys.executable, "-E", "-s", "-S", str(HOST), args], stdin=theirs,
                                      close_fds=True)
         theirs.close()
