@@ -18,6 +18,22 @@ pytestmark = [pytest.mark.cells, pytest.mark.usefixtures("cells_ready")]
 CONFIG = CellsSandboxConfig(command_timeout_s=3, max_live=3)
 
 
+def test_rollouts_on_cells_succeed_with_both_terminals():
+    from common.settings import Settings
+    from tests.bundles_fixture import all_bundles
+    from workers.record import deploy_problems
+    from workers.rollout import run_episode
+
+    config, terminals = CellsSandboxConfig(command_timeout_s=5.0, output_cap_bytes=4096), set()
+    for bundle in all_bundles():
+        t = run_episode(bundle, "oracle", 0, settings=Settings(oracle_mistake_rate=0.0, max_turns=12),
+                        sandbox_config=config)
+        assert t.outcome == "success" and t.keep and t.checker_passed, (bundle.id, t.outcome, t.error, t.checker_output)
+        assert t.terminal == bundle.expected_terminal and deploy_problems(t.messages) == []
+        terminals.add(t.terminal)
+    assert terminals == {"exit", "panic"}
+
+
 def spec(n: int) -> WorldSpec:
     return WorldSpec(files=(FileFixture(path=f"/home/user/secret{n}.txt", content=f"only {n}\n", mode=0o600),),
                      episode_id=f"cell-{n}", role="test")
