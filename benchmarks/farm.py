@@ -170,7 +170,7 @@ def episode_cpu_ms(items, episodes: int) -> float:
     import resource
 
     from sandbox import WorldSpec
-    from sandbox.cells.provider import shutdown_providers
+    from sandbox.providers import shutdown_providers
     from workers.rollout import run_episode
 
     def children_s() -> float:

@@ -8,7 +8,6 @@ with it. Live cells are bounded per config (`max_live`) like containers.
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import json
 import os
@@ -23,6 +22,7 @@ from sandbox.cells.config import CellsSandboxConfig
 from sandbox.contract import WorldSpec
 from sandbox.errors import SandboxDied, SandboxError
 from sandbox.persistent_session import PersistentSession
+from sandbox.providers import provider_for
 from sandbox.shell_world import ShellWorld, open_shells
 from sandbox.world import Episode
 
@@ -198,25 +198,9 @@ class CellsProvider:
         self.host.close()
 
 
-_providers: dict[str, CellsProvider] = {}
-_providers_lock = threading.Lock()
-
-
 def cells_provider(config: CellsSandboxConfig) -> CellsProvider:
-    """One provider (and cell host) per distinct config per process."""
-    key = config.model_dump_json()
-    with _providers_lock:
-        if key not in _providers:
-            _providers[key] = CellsProvider(config)
-        return _providers[key]
-
-
-def shutdown_providers() -> None:
-    with _providers_lock:
-        providers = list(_providers.values())
-        _providers.clear()
-    for p in providers:
-        p.shutdown()
+    """The process's provider for this config (sandbox/providers.py)."""
+    return provider_for(config, CellsProvider)
 
 
 def sweep_orphan_cgroups() -> int:
@@ -245,6 +229,3 @@ def _rmdir_quiet(path: str) -> None:
         os.rmdir(path)
     except OSError:
         pass
-
-
-atexit.register(shutdown_providers)

@@ -8,7 +8,6 @@ pool. A world that must restart (a fork bomb holding every pid) restarts its con
 
 from __future__ import annotations
 
-import atexit
 import re
 import secrets
 import threading
@@ -29,6 +28,7 @@ from sandbox.errors import EngineUnavailable, ImageMissing, SandboxDied, Sandbox
 from sandbox.labels import make_labels
 from sandbox.operator_shell import OperatorShell
 from sandbox.persistent_session import PersistentSession
+from sandbox.providers import provider_for
 from sandbox.shell_world import ADMIN_TIMEOUT_S, ShellWorld, open_shells
 from sandbox.world import Episode
 
@@ -293,25 +293,6 @@ class DockerProvider:
             self.netns.close()
 
 
-_providers: dict[str, DockerProvider] = {}
-_providers_lock = threading.Lock()
-
-
 def docker_provider(config: DockerSandboxConfig) -> DockerProvider:
-    """One provider per distinct config per process (they own the pool and the live bound)."""
-    key = config.model_dump_json()
-    with _providers_lock:
-        if key not in _providers:
-            _providers[key] = DockerProvider(config)
-        return _providers[key]
-
-
-def shutdown_providers() -> None:
-    with _providers_lock:
-        providers = list(_providers.values())
-        _providers.clear()
-    for p in providers:
-        p.shutdown()
-
-
-atexit.register(shutdown_providers)
+    """The process's provider for this config (sandbox/providers.py)."""
+    return provider_for(config, DockerProvider)
