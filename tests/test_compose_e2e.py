@@ -55,7 +55,7 @@ def test_compose_farm_end_to_end(images, tmp_path):
            "FARM_FLOWER_PASSWORD": secrets.token_hex(8), "FARM_REDIS_PORT": str(free_port()),
            "FARM_FLOWER_PORT": str(free_port()), "FARM_STORE_DIR": str(store_dir), "FARM_WORKER_IMAGE": WORKER_IMAGE,
            # two episodes per worker and four per scenario: one worker cannot take them all
-           "FARM_ROLLOUT_CONCURRENCY": "2", "FARM_MAX_LIVE_CONTAINERS": "2"}
+           "FARM_ROLLOUT_CONCURRENCY": "2", "FARM_MAX_LIVE": "2"}
     compose = ["docker-compose", "-p", project, "--project-directory", str(ROOT), "-f", str(ROOT / "compose.yaml"),
                "-f", str(ROOT / "docker" / "compose.hostnet.yaml")]
 

@@ -84,7 +84,7 @@ def test_command_line_prints_the_name_or_its_usage():
 def test_two_embedded_workers_of_one_role_answer_ping_each_by_name(farm_env, farm_settings, spawn_workers):
     from workers.celery_app import app
 
-    env = {**farm_env, "FARM_SANDBOX_BACKEND": "fake"}
+    env = {**farm_env, "FARM_SANDBOX": "fake"}
     workers = [spawn_workers(["rollout"], env, concurrency=1, name="rollout") for _ in range(2)]
     nodes = [w.node for w in workers]
     assert len(set(nodes)) == 2 and all(role_of(n) == "rollout" for n in nodes)
