@@ -3,18 +3,22 @@
 A command that fails is *data* (a CommandResult with its exit status). These
 exceptions mean the sandbox itself is broken; they never reach the model as output.
 Each subclass also inherits the builtin it resembles, so callers can catch either.
+The two that are failures of the farm rather than of an episode (no engine, no image) also
+carry its transient/permanent type (common.errors), which is how the tasks classify them.
 """
+
+from common.errors import PermanentFailure, TransientFailure
 
 
 class SandboxError(Exception):
     """Root of sandbox failures. The message says what to do next."""
 
 
-class EngineUnavailable(SandboxError, ConnectionError):
+class EngineUnavailable(SandboxError, TransientFailure, ConnectionError):
     """The container engine cannot be reached (daemon down, socket missing, no permission)."""
 
 
-class ImageMissing(SandboxError, LookupError):
+class ImageMissing(SandboxError, PermanentFailure, LookupError):
     """The sandbox image is not present in the engine."""
 
     @classmethod

@@ -136,7 +136,7 @@ def test_always_failing_task_becomes_a_dead_letter_after_max_attempts(
     assert _wait(lambda: store.count("dead") == 1, 60)
     letter = next(store.iter("dead"))
     assert letter["reason"] == "retries_exhausted" and letter["attempts"] == 3
-    assert letter["error_type"] == "TransientEpisodeFailure" and "EngineUnavailable" in letter["error"]
+    assert letter["error_type"] == "EngineUnavailable" and "Docker engine" in letter["error"]
     assert store.count("trajectories") == 0  # a farm failure is never recorded as data
 
 

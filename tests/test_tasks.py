@@ -41,17 +41,22 @@ def test_reliability_settings():
     assert {"author", "gate", "rollout", "train", "eval"} <= set(ROUTES.values())
 
 
-def test_transient_errors_are_classified():
-    import litellm
+def test_transient_errors_are_classified_by_type():
+    import redis
 
-    from sandbox.errors import EngineUnavailable, ImageMissing
+    from common.store import ArtifactMissing
+    from sandbox.errors import EngineUnavailable, ImageMissing, SandboxDied
+    from workers.errors import ModelUnavailable, OperatorError
     from workers.tasks import is_transient
 
     assert is_transient(EngineUnavailable("daemon restarting"))
-    assert is_transient(litellm.RateLimitError("slow down", llm_provider="openai", model="m"))
-    assert is_transient(litellm.Timeout("late", model="m", llm_provider="openai"))
+    assert is_transient(ModelUnavailable("provider throttled"))
+    assert is_transient(redis.ConnectionError("broker restarting"))
     assert not is_transient(ImageMissing("build it"))
-    assert not is_transient(ValueError("bad bundle"))
+    assert not is_transient(ArtifactMissing("no such bundle"))
+    assert not is_transient(OperatorError("refused"))  # data about the operator, recorded by the episode
+    assert not is_transient(SandboxDied("killed by its own command"))
+    assert not is_transient(ValueError("a bug"))
 
 
 def _bundle():

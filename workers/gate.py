@@ -9,8 +9,9 @@ Checks, in order (the first failure is the rejection reason; later ones are not 
   determinism  a second fresh world gives the same verdict and the same checker output
                (the checker also runs twice in each world)
 Worlds: one for help + negative control, one per reference run; never shared between the
-negative control and a reference run. Engine-level failures (no engine, no image) raise:
-they are not the bundle's fault and the caller should retry.
+negative control and a reference run. Failures of the farm (`common.errors.FarmFailure`: no
+engine, no image) raise: they are not the bundle's fault, and the gate task retries or
+dead-letters them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import time
 from pydantic import BaseModel, Field
 
 from common.bundle import Bundle
-from sandbox import CheckResult, DockerSandboxConfig, FakeSandboxConfig, open_sandbox
-from sandbox.errors import EngineUnavailable, ImageMissing, SandboxError
+from common.errors import FarmFailure
+from sandbox import CheckResult, DockerSandboxConfig, FakeSandboxConfig, SandboxError, open_sandbox
 from workers.world import world_spec
 
 CHECKS = ("help", "negative", "reference", "determinism")
@@ -115,7 +116,7 @@ def gate_bundle(bundle: Bundle, config: DockerSandboxConfig | FakeSandboxConfig 
         reason = rej.check
         checks[rej.check] = False
         details[rej.check] = _cap(rej.detail)
-    except (EngineUnavailable, ImageMissing):
+    except FarmFailure:
         raise
     except SandboxError as exc:
         reason = "sandbox"

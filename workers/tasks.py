@@ -4,7 +4,8 @@ Every task is idempotent: its output is a write-once artifact (or a task manifes
 by a deterministic id, and a redelivered copy finds it and only repeats the (idempotent)
 bookkeeping. Retries with backoff are for transient errors only (`is_transient`); any
 other failure, and any task delivered more than `max_attempts` times, ends as a dead
-letter in the store (see workers.dead_letter).
+letter in the store (see workers.dead_letter). Failures of the farm reach the tasks as typed
+exceptions (common.errors), never as text on an artifact.
 """
 
 from __future__ import annotations
@@ -14,39 +15,26 @@ import socket
 
 import redis
 from celery import Task
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import Retry
 from kombu.exceptions import OperationalError
 
+from common.errors import TransientFailure
 from common.settings import get_settings
 from workers.celery_app import AUTHOR_TASK, GATE_TASK, NOOP_TASK, PAIRS_TASK, ROLLOUT_TASK, app
 from workers.dead_letter import count_attempt, record_dead_letter
-from workers.errors import WorkerError
 from workers.pipeline import Pipeline, store_for
 
 log = logging.getLogger(__name__)
-_LITELLM_TRANSIENT = {"RateLimitError", "Timeout", "APIConnectionError", "ServiceUnavailableError",
-                      "InternalServerError", "APIError"}
-_OPERATOR_TRANSIENT_MARKERS = ("RateLimitError", "Timeout", "APIConnectionError", "ServiceUnavailable")
-
-
-class TransientEpisodeFailure(WorkerError, ConnectionError):
-    """An episode failed for a reason outside the operator's control (engine down, model
-    rate-limited); it is retried instead of being recorded as data."""
-
-
-class PermanentEpisodeFailure(WorkerError, RuntimeError):
-    """An episode cannot run on this farm as configured (e.g. the sandbox image is missing)."""
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors worth a retry: the engine or broker hiccuped, a model provider throttled us."""
-    from sandbox.errors import EngineUnavailable
+    """The one classification of a task's failure, by type: worth a retry, or a dead letter now.
 
-    if isinstance(exc, (EngineUnavailable, TransientEpisodeFailure, redis.ConnectionError, redis.TimeoutError,
-                        OperationalError)):
-        return True
-    # litellm's types are matched by name so the workers need not import litellm to classify.
-    return any(c.__module__.startswith("litellm") and c.__name__ in _LITELLM_TRANSIENT for c in type(exc).__mro__)
+    Transient: a failure of the farm typed so (`common.errors.TransientFailure`: the engine is
+    down, the model provider throttles or cannot be reached) and a broker hiccup. Everything
+    else is permanent: a `PermanentFailure` (the image is missing), a missing artifact, a bug.
+    """
+    return isinstance(exc, (TransientFailure, redis.ConnectionError, redis.TimeoutError, OperationalError))
 
 
 def backoff_s(attempt: int) -> float:
@@ -75,7 +63,7 @@ class FarmTask(Task):
         except Retry:
             raise
         except Exception as exc:
-            transient = is_transient(exc) and not isinstance(exc, SoftTimeLimitExceeded)
+            transient = is_transient(exc)
             if transient and attempt < settings.max_attempts:
                 log.warning("%s[%s] attempt %d/%d: %s; retrying", self.name, req.id, attempt,
                             settings.max_attempts, exc)
@@ -127,7 +115,6 @@ def archetypes_for(split: str | None) -> list[str] | None:
 def gate(self, bundle_id: str, samples: int, operator: str) -> dict:
     from common.bundle import Bundle
     from sandbox import config_from_settings
-    from sandbox.errors import ImageMissing
     from workers.gate import GateReport, gate_bundle
 
     settings = get_settings()
@@ -136,10 +123,7 @@ def gate(self, bundle_id: str, samples: int, operator: str) -> dict:
         report = store.get("gate", bundle_id, GateReport)
     else:
         bundle = store.get("bundles", bundle_id, Bundle)
-        try:
-            report = gate_bundle(bundle, config_from_settings(settings))
-        except ImageMissing as exc:
-            raise PermanentEpisodeFailure(str(exc)) from exc
+        report = gate_bundle(bundle, config_from_settings(settings))
         store.put("gate", bundle_id, report)
         store.append_ledger({"event": "gated", "bundle": bundle_id, "admitted": report.admitted,
                              "reason": report.reason})
@@ -161,22 +145,9 @@ def rollout(self, bundle_id: str, operator: str, sample: int, samples: int) -> d
     else:
         bundle = store.get("bundles", bundle_id, Bundle)
         traj = run_episode(bundle, operator, sample, settings=settings)
-        _raise_if_not_data(traj)
         store.put("trajectories", tid, traj)
     Pipeline(store, settings).rollout_recorded(bundle_id, operator, tid, samples, traj.keep, traj.split)
     return {"trajectory_id": tid, "outcome": traj.outcome, "keep": traj.keep}
-
-
-def _raise_if_not_data(traj) -> None:
-    """Failures of the farm (engine down, image missing, throttled model) are not data about
-    the operator: retry them or dead-letter them, never record them write-once."""
-    error = traj.error or ""
-    if traj.outcome == "sandbox_error" and error.startswith("EngineUnavailable"):
-        raise TransientEpisodeFailure(error)
-    if traj.outcome == "sandbox_error" and error.startswith("ImageMissing"):
-        raise PermanentEpisodeFailure(error)
-    if traj.outcome == "operator_error" and any(m in error for m in _OPERATOR_TRANSIENT_MARKERS):
-        raise TransientEpisodeFailure(error)
 
 
 @app.task(name=PAIRS_TASK, base=FarmTask, bind=True)

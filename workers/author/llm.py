@@ -3,7 +3,9 @@
 Any litellm model string works (`openai/gpt-4o-mini`, `ollama/qwen2.5`, `openai/x` with an
 api_base for a local OpenAI-compatible server). The teacher writes the world; the split,
 origin, archetype and axes are filled in here from the combo, so a teacher can never move
-a scenario into training. Every failure comes back as an `AuthorResult.rejected` reason.
+a scenario into training. Every failure of the teacher comes back as an `AuthorResult.rejected`
+reason; a provider that stays throttled or unreachable past the retries is a failure of the
+farm, not of the teacher, and raises `ModelUnavailable` (the author task retries it).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from common.settings import Settings, get_settings  # noqa: E402
 from workers.author.combos import Combo  # noqa: E402
 from workers.author.procedural import author_from_combo  # noqa: E402
 from workers.author.results import AuthorResult  # noqa: E402
+from workers.errors import ModelUnavailable  # noqa: E402
+from workers.provider_errors import transient_provider_errors  # noqa: E402
 
 # Filled in from the combo, never taken from the teacher.
 OWN_FIELDS = ("id", "schema_version", "archetype", "axes", "split", "origin")
@@ -132,13 +136,6 @@ def bundle_from_reply(text: str, combo: Combo, model: str, prompt_hash: str) -> 
     return AuthorResult(bundle=bundle, raw=text)
 
 
-def _transient() -> tuple[type[BaseException], ...]:
-    import litellm
-
-    return (litellm.RateLimitError, litellm.Timeout, litellm.APIConnectionError, litellm.InternalServerError,
-            litellm.ServiceUnavailableError, litellm.BadGatewayError)
-
-
 def author_llm(combo: Combo, model: str, settings: Settings | None = None, *, attempts: int = 4,
                backoff_s: float = 2.0, timeout_s: float = 120.0, max_tokens: int = 4096) -> AuthorResult:
     """Ask the teacher `model` for a bundle; retries transient errors with exponential backoff."""
@@ -148,7 +145,7 @@ def author_llm(combo: Combo, model: str, settings: Settings | None = None, *, at
     s = settings or get_settings()
     messages = build_prompt(combo)
     prompt_hash = content_id(messages, prefix="p-")
-    transient = _transient()
+    transient = transient_provider_errors()
     last = ""
     for attempt in range(attempts):
         try:
@@ -168,4 +165,5 @@ def author_llm(combo: Combo, model: str, settings: Settings | None = None, *, at
         if choice.finish_reason == "length":
             return AuthorResult(rejected="truncated", detail="the reply hit max_tokens", raw=text)
         return bundle_from_reply(text, combo, model, prompt_hash)
-    return AuthorResult(rejected="teacher_unavailable", detail=f"{attempts} attempts; last: {last}"[:2000])
+    raise ModelUnavailable(f"teacher {model}: no reply after {attempts} attempts; last: {last}"[:2000]
+                           + " (check FARM_TEACHER_API_BASE and the model server)")
