@@ -13,7 +13,8 @@ from common.trajectory import Trajectory
 from sandbox import DockerSandboxConfig, FakeSandboxConfig
 from tests.bundles_fixture import all_bundles, blocked_bundle, empty_queue_bundle, success_bundle
 from workers.record import deploy_problems, shell_prompt
-from workers.rollout import run_episode, trajectory_id
+from common.ids import trajectory_id
+from workers.rollout import run_episode
 
 FAKE = FakeSandboxConfig()
 CLEAN = Settings(oracle_mistake_rate=0.0, max_turns=12)

@@ -67,7 +67,7 @@ def _bundle():
 
 def test_admitted_bundle_flows_to_rollouts_and_pairs(farm_env, farm_settings, spawn_workers, store_dir):
     from workers.pipeline import Pipeline
-    from workers.rollout import trajectory_id
+    from common.ids import trajectory_id
 
     env = {**farm_env, "FARM_SANDBOX_BACKEND": "fake"}
     spawn_workers(["rollout", "pairs"], env, concurrency=4)
@@ -83,13 +83,14 @@ def test_admitted_bundle_flows_to_rollouts_and_pairs(farm_env, farm_settings, sp
     manifests = [m for m in store.ids("tasks") if m.startswith("pairs:")]
     assert len(manifests) == 1
 
-    # A redelivered rollout (same id, sent again behind send_once's back) changes nothing.
-    from workers.celery_app import ROLLOUT_TASK, app
+    # A redelivered rollout (same id, sent again behind Pipeline.send's back) changes nothing.
+    from common.task_messages import RolloutRequest
+    from workers.celery_app import app
 
     path = store_dir / "trajectories" / f"{tids[0]}.json"
     before = (path.stat().st_mtime_ns, path.read_bytes())
-    result = app.send_task(ROLLOUT_TASK, kwargs={"bundle_id": bundle.id, "operator": "oracle", "sample": 0,
-                                                 "samples": 3}, task_id=f"rollout:{tids[0]}")
+    again = RolloutRequest(bundle_id=bundle.id, operator="oracle", sample=0, samples=3)
+    result = app.send_task(again.NAME, kwargs=again.kwargs(), task_id=again.task_id())
     assert result.get(timeout=30)["trajectory_id"] == tids[0]
     assert (path.stat().st_mtime_ns, path.read_bytes()) == before
     assert len([m for m in store.ids("tasks") if m.startswith("pairs:")]) == 1

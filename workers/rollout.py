@@ -22,7 +22,7 @@ import time
 
 from common.bundle import Bundle
 from common.errors import FarmFailure
-from common.ids import derived_id
+from common.ids import derived_id, trajectory_id
 from common.settings import Settings, get_settings
 from common.trajectory import EpisodeStats, Outcome, Trajectory, Turn, TurnStats
 from sandbox import DockerSandboxConfig, FakeSandboxConfig, SandboxError, config_from_settings, open_sandbox
@@ -34,11 +34,6 @@ from workers.world import world_spec
 
 # Wall clock kept back from the episode limit so the checker still runs in time.
 CHECK_RESERVE_S = 5.0
-
-
-def trajectory_id(scenario_id: str, operator_spec: str, sample: int) -> str:
-    """Deterministic: a re-run or re-delivery of the same episode has the same id."""
-    return derived_id(scenario_id, operator_spec, sample, prefix="traj-")
 
 
 def episode_seed(scenario_id: str, operator_spec: str, sample: int) -> int:

@@ -20,7 +20,8 @@ from kombu.exceptions import OperationalError
 
 from common.errors import TransientFailure
 from common.settings import get_settings
-from workers.celery_app import AUTHOR_TASK, GATE_TASK, NOOP_TASK, PAIRS_TASK, ROLLOUT_TASK, app
+from common.task_messages import AuthorRequest, GateRequest, NoopRequest, PairsRequest, RolloutRequest
+from workers.celery_app import app
 from workers.dead_letter import count_attempt, record_dead_letter
 from workers.pipeline import Pipeline, store_for
 
@@ -74,15 +75,17 @@ class FarmTask(Task):
             raise
 
 
-@app.task(name=AUTHOR_TASK, base=FarmTask, bind=True)
-def author(self, seed: int, total: int, start: int, count: int, author: str = "procedural", samples: int = 8,
-           operator: str = "oracle", split: str | None = None) -> dict:
+# Each task takes its message's fields (common.task_messages) as JSON keyword arguments.
+@app.task(name=AuthorRequest.NAME, base=FarmTask, bind=True)
+def author(self, seed: int, total: int, start: int, count: int, author: str, samples: int, operator: str,
+           split: str | None) -> dict:
     """Author combos [start, start+count) of the `total` balanced combos drawn from `seed`."""
     from workers.author import author_combo, sample_combos
 
     settings = get_settings()
     store = store_for(settings)
-    manifest_id = self.request.id or f"author-{seed}-{total}-{start}"
+    manifest_id = self.request.id or AuthorRequest(seed=seed, total=total, start=start, count=count, author=author,
+                                                   samples=samples, operator=operator, split=split).task_id()
     if store.exists("tasks", manifest_id):
         manifest = store.get("tasks", manifest_id)
     else:
@@ -111,7 +114,7 @@ def archetypes_for(split: str | None) -> list[str] | None:
     return [a for a in ARCHETYPES if split_for_archetype(a) == split]
 
 
-@app.task(name=GATE_TASK, base=FarmTask, bind=True)
+@app.task(name=GateRequest.NAME, base=FarmTask, bind=True)
 def gate(self, bundle_id: str, samples: int, operator: str) -> dict:
     from common.bundle import Bundle
     from sandbox import config_from_settings
@@ -131,11 +134,12 @@ def gate(self, bundle_id: str, samples: int, operator: str) -> dict:
     return {"bundle_id": bundle_id, "admitted": report.admitted, "reason": report.reason}
 
 
-@app.task(name=ROLLOUT_TASK, base=FarmTask, bind=True)
+@app.task(name=RolloutRequest.NAME, base=FarmTask, bind=True)
 def rollout(self, bundle_id: str, operator: str, sample: int, samples: int) -> dict:
     from common.bundle import Bundle
     from common.trajectory import Trajectory
-    from workers.rollout import run_episode, trajectory_id
+    from common.ids import trajectory_id
+    from workers.rollout import run_episode
 
     settings = get_settings()
     store = store_for(settings)
@@ -150,7 +154,7 @@ def rollout(self, bundle_id: str, operator: str, sample: int, samples: int) -> d
     return {"trajectory_id": tid, "outcome": traj.outcome, "keep": traj.keep}
 
 
-@app.task(name=PAIRS_TASK, base=FarmTask, bind=True)
+@app.task(name=PairsRequest.NAME, base=FarmTask, bind=True)
 def pairs(self, scenario_id: str, trajectory_ids: list[str]) -> dict:
     from common.bundle import Bundle
     from common.trajectory import Trajectory
@@ -158,7 +162,7 @@ def pairs(self, scenario_id: str, trajectory_ids: list[str]) -> dict:
 
     settings = get_settings()
     store = store_for(settings)
-    manifest_id = self.request.id or f"pairs:{scenario_id}"
+    manifest_id = self.request.id or PairsRequest(scenario_id=scenario_id, trajectory_ids=trajectory_ids).task_id()
     if store.exists("tasks", manifest_id):
         pair_ids = store.get("tasks", manifest_id)["pairs"]
     else:
@@ -175,8 +179,8 @@ def pairs(self, scenario_id: str, trajectory_ids: list[str]) -> dict:
     return {"scenario_id": scenario_id, "pairs": len(pair_ids)}
 
 
-@app.task(name=NOOP_TASK, bind=True)
-def noop(self, value: int = 0) -> int:
+@app.task(name=NoopRequest.NAME, bind=True)
+def noop(self, value: int) -> int:
     """Measures the broker round trip (benchmarks/farm.py) and checks a worker is alive."""
     return value
 
