@@ -116,17 +116,16 @@ def archetypes_for(split: str | None) -> list[str] | None:
 
 @app.task(name=GateRequest.NAME, base=FarmTask, bind=True)
 def gate(self, bundle_id: str, samples: int, operator: str) -> dict:
-    from common.bundle import Bundle
     from sandbox import config_from_settings
-    from workers.gate import GateReport, gate_bundle
+    from workers.gate import GateReport, gate_stored_bundle
 
     settings = get_settings()
     store = store_for(settings)
     if store.exists("gate", bundle_id):
         report = store.get("gate", bundle_id, GateReport)
     else:
-        bundle = store.get("bundles", bundle_id, Bundle)
-        report = gate_bundle(bundle, config_from_settings(settings))
+        # Read as plain JSON: a bundle that does not validate is a recorded rejection, not a failed task.
+        report = gate_stored_bundle(bundle_id, store.get("bundles", bundle_id), config_from_settings(settings))
         store.put("gate", bundle_id, report)
         store.append_ledger({"event": "gated", "bundle": bundle_id, "admitted": report.admitted,
                              "reason": report.reason})
