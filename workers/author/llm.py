@@ -41,8 +41,9 @@ directives, carries them out and ends with `exit` (done, or nothing pending) or 
 final state: exit 0 = pass; it must be deterministic (sort listings, no dates or randomness) and \
 must FAIL on the untouched world for success cases. For empty_queue and blocked cases the right \
 behaviour changes nothing, so `negative` holds plausible wrong commands (acting on a cancelled \
-directive, faking a result) after which the checker must fail. Only /home/user and /tmp are \
-writable by the operator. Keep fixtures small (a few KB). Reply with ONE JSON object only."""
+directive, faking a result) after which the checker must fail. Only /home/user, /tmp and the \
+trees listed in fixtures.workspaces (e.g. /srv/app, /var/www/site) are writable by the operator. \
+Keep fixtures small (a few KB). Reply with ONE JSON object only."""
 
 
 def build_prompt(combo: Combo) -> list[dict[str, str]]:
