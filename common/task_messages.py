@@ -173,5 +173,5 @@ class NoopRequest(TaskMessage):
         return f"noop:{uuid.uuid4().hex}"  # every probe is new
 
 
-MESSAGES: tuple[type[TaskMessage], ...] = (AuthorRequest, GateRequest, RolloutRequest, PairsRequest, TrainRequest,
+MESSAGES: tuple[type[TaskMessage], ...] = (AuthorRequest, GateRequest, PairsRequest, RolloutRequest, TrainRequest,
                                            EvalRequest, NoopRequest)
