@@ -11,15 +11,13 @@ Checks, in order (the first failure is the rejection reason; later ones are not 
 Worlds: one for help + negative control, one per reference run; never shared between the
 negative control and a reference run. A stored bundle that does not validate is rejected with
 the reason `schema` (`gate_stored_bundle`): a bad bundle is a recorded rejection, never a
-failed task. Failures of the farm (`common.errors.FarmFailure`: no
-engine, no image) raise: they are not the bundle's fault, and the gate task retries or
-dead-letters them.
+failed task. Failures of the farm (`common.errors.FarmFailure`: no engine, no image) raise:
+they are not the bundle's fault, and the gate task retries or dead-letters them.
 """
 
 from __future__ import annotations
 
 import time
-
 from typing import Any
 
 from pydantic import BaseModel, Field
