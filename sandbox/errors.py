@@ -27,6 +27,10 @@ class ImageMissing(SandboxError, PermanentFailure, LookupError):
                    f"(offline) or `docker build -f Dockerfile.dash -t {image} .`")
 
 
+class SandboxBusy(SandboxError, TransientFailure, TimeoutError):
+    """No sandbox slot freed in time (max_live reached): the farm is saturated, not the episode wrong."""
+
+
 class SandboxDied(SandboxError, RuntimeError):
     """The container stopped or vanished while in use."""
 

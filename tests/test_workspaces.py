@@ -9,7 +9,7 @@ import tarfile
 import pytest
 
 from common.bundle import Bundle, Fixtures
-from sandbox import DockerSandboxConfig, open_sandbox
+from sandbox import DockerSandboxConfig, SandboxConfig, SandboxError, open_sandbox
 from sandbox.fixtures_script import fixture_plan
 from sandbox.fixtures_tar import world_tar
 from tests.bundles_fixture import success_bundle
@@ -70,15 +70,28 @@ def test_workspaces_leave_earlier_bundles_ids_alone():
     assert Bundle.parse_json(declared.model_dump_json()) == declared
 
 
-# ---- real containers ------------------------------------------------------------------
+# ---- real worlds, on each real backend ----------------------------------------------------
 
 real = pytest.mark.skipif(bool(docker_ready()), reason=docker_ready() or "")
 
 
+@pytest.fixture(scope="module", params=["docker", "cells"])
+def config(request) -> SandboxConfig:
+    if request.param == "cells":
+        from sandbox.cells.config import CellsSandboxConfig
+
+        try:
+            CellsSandboxConfig().check_ready()
+        except SandboxError as exc:
+            pytest.skip(f"cells cannot run here: {exc}")
+        return CellsSandboxConfig(max_live=2)
+    return DockerSandboxConfig(max_live=2)
+
+
 @pytest.mark.docker
 @real
-def test_the_operator_owns_its_workspace_in_a_real_world():
-    with open_sandbox(world_spec(workspace_bundle(), "ws-real"), DockerSandboxConfig()) as box:
+def test_the_operator_owns_its_workspace_in_a_real_world(config):
+    with open_sandbox(world_spec(workspace_bundle(), "ws-real"), config) as box:
         owners = box.run(f"stat -c '%n %U' /srv {APP} {APP}/logs {APP}/config").output.split("\n")
         assert owners[:4] == ["/srv root", f"{APP} user", f"{APP}/logs user", f"{APP}/config user"]
         made = box.run(f"mkdir {APP}/new && echo x > {APP}/new/f && cat {APP}/new/f")
@@ -89,8 +102,7 @@ def test_the_operator_owns_its_workspace_in_a_real_world():
 @pytest.mark.docker
 @pytest.mark.slow
 @real
-def test_the_gate_admits_a_workspace_only_when_declared():
-    config = DockerSandboxConfig(max_live=2)
+def test_the_gate_admits_a_workspace_only_when_declared(config):
     admitted = gate_bundle(workspace_bundle(), config)
     assert admitted.admitted, admitted.details
     refused = gate_bundle(workspace_bundle(declared=False), config)

@@ -41,7 +41,7 @@ QUEUES = tuple(dict.fromkeys(ROUTES.values()))
 def time_limits(settings: Settings) -> dict[str, tuple[int, int]]:
     """(soft, hard) seconds per task. The threads pool cannot enforce them, so rollouts are
     bounded by the sandbox's own episode wall clock; these still cap prefork workers."""
-    episode = int(settings.episode_timeout_s)
+    episode = int(settings.sandbox.episode_timeout_s)
     return {
         AuthorRequest.NAME: (300, 360),           # an LLM author may take minutes per bundle
         GateRequest.NAME: (120, 180),

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from common.bundle import Bundle
 from common.errors import FarmFailure, InvalidBundle
-from sandbox import CheckResult, DockerSandboxConfig, FakeSandboxConfig, SandboxError, open_sandbox
+from sandbox import CheckResult, SandboxConfig, SandboxError, open_sandbox
 from workers.world import world_spec
 
 CHECKS = ("help", "negative", "reference", "determinism")
@@ -93,7 +93,7 @@ def _verdict(results: list[CheckResult]) -> tuple[bool, str]:
     return results[0].passed, results[0].output
 
 
-def gate_bundle(bundle: Bundle, config: DockerSandboxConfig | FakeSandboxConfig | None = None) -> GateReport:
+def gate_bundle(bundle: Bundle, config: SandboxConfig | None = None) -> GateReport:
     """Run every check on `bundle` in fresh sandboxes; see the module docstring."""
     start = time.perf_counter()
     checks: dict[str, bool] = {}
@@ -128,8 +128,7 @@ def gate_bundle(bundle: Bundle, config: DockerSandboxConfig | FakeSandboxConfig 
                       details=details, duration_ms=(time.perf_counter() - start) * 1000)
 
 
-def gate_stored_bundle(bundle_id: str, data: Any, config: DockerSandboxConfig | FakeSandboxConfig | None = None
-                       ) -> GateReport:
+def gate_stored_bundle(bundle_id: str, data: Any, config: SandboxConfig | None = None) -> GateReport:
     """The gate on a bundle as stored (JSON, decoded or not). One that does not validate (a hand-
     written or foreign bundle, or one stored before a rule was added), or whose content is not
     `bundle_id`, is rejected with the reason `schema`."""
