@@ -9,11 +9,11 @@ import tarfile
 import pytest
 
 from common.bundle import Bundle, Fixtures
-from sandbox import DockerSandboxConfig, SandboxConfig, SandboxError, open_sandbox
+from sandbox import SandboxConfig, open_sandbox
 from sandbox.fixtures_script import fixture_plan
 from sandbox.fixtures_tar import world_tar
 from tests.bundles_fixture import success_bundle
-from tests.conftest import docker_ready
+from tests.conftest import docker_ready, real_backend_config
 from workers.gate import gate_bundle
 from workers.world import world_spec
 
@@ -77,15 +77,7 @@ real = pytest.mark.skipif(bool(docker_ready()), reason=docker_ready() or "")
 
 @pytest.fixture(scope="module", params=["docker", "cells"])
 def config(request) -> SandboxConfig:
-    if request.param == "cells":
-        from sandbox.cells.config import CellsSandboxConfig
-
-        try:
-            CellsSandboxConfig().check_ready()
-        except SandboxError as exc:
-            pytest.skip(f"cells cannot run here: {exc}")
-        return CellsSandboxConfig(max_live=2)
-    return DockerSandboxConfig(max_live=2)
+    return real_backend_config(request.param, max_live=2)
 
 
 @pytest.mark.docker
