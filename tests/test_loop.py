@@ -16,6 +16,7 @@ import pytest
 
 from common.store import Store
 from tests.conftest import docker_ready
+from tests.waiting import wait_until
 
 
 # Short episodes: the oracle needs ~6-9 turns; the student gets the same limit and short replies.
@@ -80,6 +81,8 @@ def test_one_round_of_the_loop_through_the_farm(prerequisites, tmp_path, monkeyp
         with pytest.raises(ProducerError, match="traj-nowhere"):
             client.run_task(TrainRequest(method="sft", trajectory_ids=["traj-nowhere"], name="broken"),
                             what="a train job on a missing trajectory")
+        # The node writes the failed manifest the producer polls, then the dead letter.
+        assert wait_until(lambda: store.exists("dead", "train:broken"), 30)
         letter = store.get("dead", "train:broken", DeadLetter)
         assert letter.task_name == TrainRequest.NAME and letter.reason == "permanent_error" and "traj-nowhere" in letter.error
 
