@@ -101,7 +101,8 @@ def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int,
     `engine_meters` the two ceilings."""
     from producer.embedded import spawn_worker, worker_env
     from producer.redis_local import LocalRedis
-    from workers.celery_app import NOOP_TASK, app, configure
+    from common.task_messages import NoopRequest
+    from workers.celery_app import app, configure
     from workers.pipeline import Pipeline
 
     store = Store(str(work / "store"))
@@ -123,17 +124,17 @@ def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int,
                 wait_for_holders(concurrency)
             configure(settings)
             for i in range(20):  # warm the connections
-                app.send_task(NOOP_TASK, args=[i]).get(timeout=30)
+                app.send_task(NoopRequest.NAME, args=[i]).get(timeout=30)
             trips = []
             for i in range(200):
                 t0 = time.perf_counter()
-                app.send_task(NOOP_TASK, args=[i]).get(timeout=30)
+                app.send_task(NoopRequest.NAME, args=[i]).get(timeout=30)
                 trips.append((time.perf_counter() - t0) * 1000)
             round_trip = statistics.median(trips)
             # Amortised: many tasks in flight, as on the farm (a lone round trip mostly measures
             # the result backend's notification latency).
             t0 = time.perf_counter()
-            results = [app.send_task(NOOP_TASK, args=[i]) for i in range(500)]
+            results = [app.send_task(NoopRequest.NAME, args=[i]) for i in range(500)]
             for r in results:
                 r.get(timeout=60)
             overhead = (time.perf_counter() - t0) * 1000 / len(results)

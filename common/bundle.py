@@ -8,9 +8,9 @@ same scenario authored twice is the same artifact.
 from __future__ import annotations
 
 import posixpath
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from common.errors import InvalidBundle
 from common.ids import content_id
@@ -20,6 +20,10 @@ MAX_FILE_BYTES = 64 * 1024
 MAX_FIXTURE_BYTES = 512 * 1024
 # Paths a fixture may never write: the kernel's views and the farm's own session files.
 FORBIDDEN_PREFIXES = ("/proc", "/sys", "/dev", "/run/sekfarm", "/tmp/.sek")
+# Where a bundle may give the operator a workspace of its own (a tree strictly below one of
+# these). Nowhere the system or the farm's root shell runs programs from: an operator owning
+# /usr, /etc or /bin could replace what the checker and the root shell rely on.
+WORKSPACE_ROOTS = ("/srv", "/opt", "/var/www", "/var/opt", "/var/local", "/mnt", "/media", "/data")
 
 Split = Literal["train", "val", "test"]
 Terminal = Literal["exit", "panic"]
@@ -28,6 +32,32 @@ StepPurpose = Literal["orient", "learn", "retrieve", "act", "terminate"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _under(path: str, tree: str) -> bool:
+    return path == tree or path.startswith(tree + "/")
+
+
+def world_path(v: str, what: str = "fixture path") -> str:
+    """The one rule for every path a bundle names in the world (files, the provider, dirs,
+    workspaces, a file announcement): absolute, normalised, no '..', no NUL or newline, not
+    '/', and outside the forbidden trees. Raises ValueError saying which rule it breaks."""
+    if not v.startswith("/"):
+        raise ValueError(f"{what} must be absolute: {v!r}")
+    if "\x00" in v or "\n" in v:
+        raise ValueError(f"{what} has a NUL or newline: {v!r}")
+    if ".." in v.split("/"):
+        raise ValueError(f"{what} traverses with '..': {v!r}")
+    norm = posixpath.normpath(v)
+    if norm != v or norm == "/":
+        raise ValueError(f"{what} is not normalised: {v!r}")
+    if any(_under(norm, p) for p in FORBIDDEN_PREFIXES):
+        raise ValueError(f"{what} is in a forbidden tree: {v!r}")
+    return v
+
+
+def _env_name(k: str) -> bool:
+    return bool(k) and (k[0].isalpha() or k[0] == "_") and all(c.isalnum() or c == "_" for c in k)
 
 
 class FileFixture(_Strict):
@@ -41,19 +71,7 @@ class FileFixture(_Strict):
     @field_validator("path")
     @classmethod
     def _path_is_safe(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError(f"fixture path must be absolute: {v!r}")
-        if "\x00" in v or "\n" in v:
-            raise ValueError(f"fixture path has a NUL or newline: {v!r}")
-        parts = v.split("/")
-        if ".." in parts:
-            raise ValueError(f"fixture path traverses with '..': {v!r}")
-        norm = posixpath.normpath(v)
-        if norm != v or norm == "/":
-            raise ValueError(f"fixture path is not normalised: {v!r}")
-        if any(norm == p or norm.startswith(p + "/") for p in FORBIDDEN_PREFIXES):
-            raise ValueError(f"fixture path is in a forbidden tree: {v!r}")
-        return v
+        return world_path(v)
 
     @field_validator("mode")
     @classmethod
@@ -71,18 +89,36 @@ class FileFixture(_Strict):
 
 
 class Fixtures(_Strict):
-    """The world: files (with modes), environment variables and extra directories."""
+    """The world: files (with modes), environment variables, extra directories and workspaces."""
 
     files: tuple[FileFixture, ...] = ()
     env: dict[str, str] = Field(default_factory=dict, description="Exported in the operator's shell.")
-    dirs: tuple[str, ...] = Field((), description="Empty directories to create (owned by the user).")
+    dirs: tuple[str, ...] = Field((), description="Empty directories to create; the user's inside the home, "
+                                  "/tmp and the workspaces, root's elsewhere.")
+    workspaces: tuple[str, ...] = Field((), description="Trees outside the home that belong to the operator "
+                                        "(e.g. /srv/app): created owned by the user, their missing parents "
+                                        f"by root; each strictly below one of {', '.join(WORKSPACE_ROOTS)}.")
 
     @field_validator("env")
     @classmethod
     def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
         for k in v:
-            if not k or not (k[0].isalpha() or k[0] == "_") or not all(c.isalnum() or c == "_" for c in k):
+            if not _env_name(k):
                 raise ValueError(f"invalid environment variable name {k!r}")
+        return v
+
+    @field_validator("dirs")
+    @classmethod
+    def _dirs_are_safe(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(world_path(d, "directory") for d in v)
+
+    @field_validator("workspaces")
+    @classmethod
+    def _workspaces_are_safe(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for w in v:
+            world_path(w, "workspace")
+            if not any(w.startswith(root + "/") for root in WORKSPACE_ROOTS):
+                raise ValueError(f"workspace {w!r} is not strictly below one of {', '.join(WORKSPACE_ROOTS)}")
         return v
 
     @model_validator(mode="after")
@@ -95,6 +131,17 @@ class Fixtures(_Strict):
             raise ValueError("two fixture files share a path")
         return self
 
+    def tree_conflict(self, files: list[str]) -> str | None:
+        """Why these files cannot all be placed beside the dirs and workspaces (None if they can):
+        a path written twice, or wanted both as a file and as a directory."""
+        wanted_dirs = {posixpath.dirname(p) for p in files} | set(self.dirs) | set(self.workspaces)
+        for f in files:
+            if files.count(f) > 1:
+                return f"{f!r} is written twice (the provider is a file of the world too)"
+            if any(_under(d, f) for d in wanted_dirs):
+                return f"{f!r} is a file and also a directory the world needs"
+        return None
+
 
 class Announcement(_Strict):
     """Where the world announces that directives exist and which tool serves them."""
@@ -102,6 +149,15 @@ class Announcement(_Strict):
     kind: Literal["motd", "banner", "env", "home_file", "etc_issue"]
     location: str = Field(description="The file path, or the variable name for kind 'env'.")
     text: str = Field(description="The announcement itself, as placed in the world.")
+
+    @model_validator(mode="after")
+    def _location(self) -> "Announcement":
+        if self.kind == "env":
+            if not _env_name(self.location):
+                raise ValueError(f"invalid environment variable name {self.location!r}")
+        else:
+            world_path(self.location, "announcement location")
+        return self
 
 
 class Provider(_Strict):
@@ -120,6 +176,11 @@ class Provider(_Strict):
         if not v or not all(c.isalnum() or c in "-_." for c in v):
             raise ValueError(f"invalid provider name {v!r}")
         return v
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_safe(cls, v: str) -> str:
+        return world_path(v, "provider path")
 
 
 class Step(_Strict):
@@ -196,13 +257,20 @@ class Bundle(_Strict):
             raise ValueError(f"terminal_case {self.axes.terminal_case!r} needs a negative action for the gate")
         if not self.checker.strip():
             raise ValueError("the checker is empty")
+        conflict = self.fixtures.tree_conflict([f.path for f in self.all_files()])
+        if conflict:
+            raise ValueError(conflict)
         if self.id and self.id != self.compute_id():
             raise ValueError(f"id {self.id!r} does not match the content (expected {self.compute_id()!r})")
         return self
 
     def compute_id(self) -> str:
         """Content address: the hash of everything but the id itself."""
-        return content_id(self.model_dump(mode="json", exclude={"id"}), prefix=f"{self.archetype[:12]}-")
+        data = self.model_dump(mode="json", exclude={"id"})
+        if not self.fixtures.workspaces:
+            # Added after bundles were stored: left out when empty, so every earlier bundle keeps its id.
+            del data["fixtures"]["workspaces"]
+        return content_id(data, prefix=f"{self.archetype[:12]}-")
 
     @classmethod
     def create(cls, **fields) -> "Bundle":
@@ -211,12 +279,11 @@ class Bundle(_Strict):
         return draft.model_copy(update={"id": draft.compute_id()})
 
     @classmethod
-    def parse_json(cls, text: str) -> "Bundle":
-        """Parse and validate; raise InvalidBundle with the reason instead of a bare traceback."""
-        from pydantic import ValidationError
-
+    def parse_json(cls, data: str | bytes | dict[str, Any]) -> "Bundle":
+        """Parse (JSON text, or JSON already decoded) and validate; raise InvalidBundle with the
+        reason instead of a bare traceback."""
         try:
-            return cls.model_validate_json(text)
+            return cls.model_validate(data) if isinstance(data, dict) else cls.model_validate_json(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))

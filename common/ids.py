@@ -21,3 +21,8 @@ def content_id(obj: Any, prefix: str = "", length: int = 16) -> str:
 def derived_id(*parts: Any, prefix: str = "", length: int = 16) -> str:
     """An id derived from other ids and small values, e.g. (scenario, operator, sample)."""
     return content_id([str(p) for p in parts], prefix=prefix, length=length)
+
+
+def trajectory_id(scenario_id: str, operator_spec: str, sample: int) -> str:
+    """An episode's trajectory: a re-run or redelivery of the same episode has the same id."""
+    return derived_id(scenario_id, operator_spec, sample, prefix="traj-")

@@ -68,7 +68,7 @@ class Trajectory(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(description="Deterministic from (scenario, operator, sample): see workers.rollout.trajectory_id.")
+    id: str = Field(description="Deterministic from (scenario, operator, sample): see common.ids.trajectory_id.")
     scenario_id: str
     archetype: str
     split: Split

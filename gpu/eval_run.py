@@ -20,9 +20,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from common.ids import derived_id
+from common.task_messages import EvalRequest
 from gpu.errors import GpuError
 
 if TYPE_CHECKING:
@@ -38,29 +36,9 @@ class EvalFailed(GpuError, RuntimeError):
     """The eval could not collect its episodes (timeout, dead letters, non-held-out scenarios)."""
 
 
-class EvalRequest(BaseModel):
-    """What the eval queue carries (all JSON)."""
-
-    model_config = ConfigDict(extra="forbid")
-    scenario_ids: list[str] = Field(description="Admitted held-out bundles to evaluate on.")
-    models: list[str] = Field(description="'base' and/or published adapter names; the first is the baseline.")
-    samples: int = Field(1, ge=1, description="Episodes per scenario and model.")
-    timeout_s: float = Field(3600.0, description="Give up waiting for the episodes after this long.")
-
-    def eval_id(self) -> str:
-        return derived_id(*sorted(self.scenario_ids), *self.models, self.samples, prefix="evalrun-")
-
-
-def operator_for(model: str) -> str:
-    return f"student:{model}"
-
-
 def episode_ids(req: EvalRequest) -> dict[str, list[str]]:
     """Model -> the deterministic trajectory ids of its episodes."""
-    from workers.rollout import trajectory_id
-
-    return {m: [trajectory_id(s, operator_for(m), k) for s in sorted(req.scenario_ids) for k in range(req.samples)]
-            for m in req.models}
+    return {m: [r.trajectory_id for r in rollouts] for m, rollouts in req.episodes().items()}
 
 
 def check_held_out(store: Store, scenario_ids: list[str]) -> None:
@@ -77,20 +55,7 @@ def check_held_out(store: Store, scenario_ids: list[str]) -> None:
 
 def enqueue_episodes(pipeline: Pipeline, req: EvalRequest) -> int:
     """Send every missing episode to the rollout queue (once: deterministic task ids)."""
-    from workers.celery_app import ROLLOUT_TASK
-    from workers.rollout import trajectory_id
-
-    sent = 0
-    for model in req.models:
-        op = operator_for(model)
-        for sid in sorted(req.scenario_ids):
-            for k in range(req.samples):
-                tid = trajectory_id(sid, op, k)
-                if pipeline.store.exists("trajectories", tid):
-                    continue
-                sent += pipeline.send_once(ROLLOUT_TASK, f"rollout:{tid}", {
-                    "bundle_id": sid, "operator": op, "sample": k, "samples": req.samples})
-    return sent
+    return pipeline.send_missing_rollouts(r for rollouts in req.episodes().values() for r in rollouts)
 
 
 def wait_for_trajectories(store: Store, ids: list[str], timeout_s: float, what: str = "episodes",

@@ -138,9 +138,6 @@ def render_text(tokenizer: Any, conversation: list[dict[str, str]], generation_p
     return text
 
 
-_render_text = render_text  # the earlier private name, kept for callers that imported it
-
-
 def encode(tokenizer: Any, text: str) -> list[int]:
     """Token ids of rendered template text, as a chat endpoint tokenizes it (the template adds any BOS itself)."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import StoppingCriteria
 
 from gpu.errors import GpuError
-from gpu.render import _render_text, encode, render_serving_prompt, special_token_ids
+from gpu.render import encode, render_serving_prompt, render_text, special_token_ids
 
 BASE_ALIAS = "base"
 
@@ -71,8 +71,8 @@ def end_of_turn_ids(tokenizer: Any) -> list[int]:
     """Token ids that end an assistant turn: eos plus the special token the template closes a turn with."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     probe = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ls"}]
-    prompt = _render_text(tokenizer, probe[:1], True)
-    full = _render_text(tokenizer, probe, False)
+    prompt = render_text(tokenizer, probe[:1], True)
+    full = render_text(tokenizer, probe, False)
     if full.startswith(prompt):
         specials = special_token_ids(tokenizer)
         completion = encode(tokenizer, full[len(prompt):])

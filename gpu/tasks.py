@@ -18,7 +18,8 @@ import logging
 from celery.signals import worker_ready, worker_shutdown
 
 from common.settings import get_settings
-from workers.celery_app import EVAL_TASK, TRAIN_TASK, app
+from common.task_messages import EvalRequest, TrainRequest
+from workers.celery_app import app
 from workers.pipeline import Pipeline, store_for
 
 log = logging.getLogger("gpu.tasks")
@@ -44,10 +45,10 @@ def _failed(task, store, exc: BaseException, result: dict) -> None:
                            worker=task.request.hostname or "")
 
 
-@app.task(name=TRAIN_TASK, bind=True, acks_late=False)
+@app.task(name=TrainRequest.NAME, bind=True, acks_late=False)
 def train(self, **kwargs) -> dict:
     """Train one adapter (SFT on keepers or DPO on pairs) and publish it to the store."""
-    from gpu.train_job import TrainRequest, run_train_job
+    from gpu.train_job import run_train_job
     from gpu.worker import node
 
     store = store_for(get_settings())
@@ -61,10 +62,10 @@ def train(self, **kwargs) -> dict:
     return result
 
 
-@app.task(name=EVAL_TASK, bind=True, acks_late=False)
+@app.task(name=EvalRequest.NAME, bind=True, acks_late=False)
 def evaluate(self, **kwargs) -> dict:
     """Held-out behavioural eval of `models` through the rollout queue; stores the report."""
-    from gpu.eval_run import EvalRequest, run_eval
+    from gpu.eval_run import run_eval
     from gpu.worker import node
 
     settings = get_settings()

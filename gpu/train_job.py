@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from common.ids import derived_id
+from common.task_messages import TrainRequest
 from gpu.errors import GpuError
 
 if TYPE_CHECKING:
@@ -28,27 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gpu.train")
 
 
-class TrainRequest(BaseModel):
-    """What the train queue carries (all JSON)."""
-
-    model_config = ConfigDict(extra="ignore")  # the farm's threshold requests also carry "store"
-    method: Literal["sft", "dpo"] = "sft"
-    trajectory_ids: list[str] = Field(default_factory=list, description="SFT: the keepers to train on.")
-    pair_ids: list[str] = Field(default_factory=list, description="DPO: the pairs to train on.")
-    parent: str | None = Field(None, description="Published adapter to continue from (DPO: the SFT adapter).")
-    name: str | None = Field(None, description="Adapter name; default: method + dataset fingerprint.")
-    config: dict[str, Any] = Field(default_factory=dict, description="SFTConfig / DPOConfig overrides.")
-    reason: str = ""
-
-    def data_ids(self) -> list[str]:
-        return sorted(set(self.trajectory_ids if self.method == "sft" else self.pair_ids))
-
-    def adapter_name(self) -> str:
-        if self.name:
-            return self.name
-        return default_adapter_name(self.method, self.data_ids(), self.parent, self.config)
-
-
 class TrainResult(BaseModel):
     name: str
     adapter_id: str
@@ -56,11 +35,6 @@ class TrainResult(BaseModel):
     rows: int
     trained: bool = Field(description="False when the adapter was already published (nothing done).")
     metrics: dict[str, Any] = Field(default_factory=dict)
-
-
-def default_adapter_name(method: str, ids: list[str], parent: str | None, config: dict, prefix: str = "") -> str:
-    """Named by the dataset fingerprint (and parent and config): same data, same name, trained once."""
-    return f"{prefix}{method}-{derived_id(*sorted(ids), parent or '', json.dumps(config, sort_keys=True), length=12)}"
 
 
 def build_rows(store: Store, req: TrainRequest) -> list[dict]:

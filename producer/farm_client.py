@@ -3,7 +3,7 @@
     farm = FarmClient(store, pipeline, timeout_s=1800)
     bids = farm.author(4, samples=2, seed=7, author="procedural", operator="oracle", split="train")
     tids = farm.rollouts(bids, "oracle", samples=2)
-    result = farm.run_task(TRAIN_TASK, "train:r1-sft-...", {...})
+    result = farm.run_task(TrainRequest(name="r1-sft-...", trajectory_ids=[...]))
 
 Nothing here waits on a Celery result: every step is a set of write-once artifacts (bundles,
 gate reports, trajectories, task manifests) polled in the store, so the same code runs
@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from common.store import Store
+from common.task_messages import RolloutRequest, TaskMessage
 from producer.errors import ProducerError
 
 log = logging.getLogger("producer.farm")
@@ -68,27 +69,20 @@ class FarmClient:
     # --- rollouts
     def rollouts(self, bundle_ids: list[str], operator: str, samples: int, send: bool = True) -> list[str]:
         """The trajectories of `operator` on the bundles (sent where missing), once all are recorded."""
-        from workers.celery_app import ROLLOUT_TASK
-        from workers.rollout import trajectory_id
-
-        tids = []
-        for bid in sorted(bundle_ids):
-            for k in range(samples):
-                tid = trajectory_id(bid, operator, k)
-                tids.append(tid)
-                if send and not self.store.exists("trajectories", tid):
-                    self.pipe.send_once(ROLLOUT_TASK, f"rollout:{tid}",
-                                        {"bundle_id": bid, "operator": operator, "sample": k, "samples": samples})
+        rollouts = [r for bid in sorted(bundle_ids) for r in RolloutRequest.batch(bid, operator, samples)]
+        if send:
+            self.pipe.send_missing_rollouts(rollouts)
+        tids = [r.trajectory_id for r in rollouts]
         self.wait(f"rollouts of {operator} on {len(bundle_ids)} scenario(s)",
                   lambda: (sum(self.store.exists("trajectories", t) for t in tids), len(tids)))
         return tids
 
     # --- any task that writes a manifest
-    def run_task(self, name: str, task_id: str, kwargs: dict, what: str | None = None) -> dict:
+    def run_task(self, msg: TaskMessage, what: str | None = None) -> dict:
         """Send (once) and wait for the task's manifest; a failed attempt is retried under a new id."""
-        attempt_id = self._live_attempt(task_id)
+        attempt_id = self._live_attempt(msg.task_id())
         if not self.store.exists("tasks", attempt_id):
-            self.pipe.send_once(name, attempt_id, kwargs)
+            self.pipe.send(msg, task_id=attempt_id)
         failed = f"{attempt_id}.failed"
 
         def done() -> tuple[int, int]:
@@ -97,7 +91,7 @@ class FarmClient:
         self.wait(what or attempt_id, done, stall_s=float("inf"))
         if self.store.exists("tasks", attempt_id):
             return self.store.get("tasks", attempt_id)
-        raise ProducerError(f"{what or name} failed on the worker: {self.store.get('tasks', failed).get('error')} "
+        raise ProducerError(f"{what or msg.NAME} failed on the worker: {self.store.get('tasks', failed).get('error')} "
                             "(fix the cause and re-run: the next attempt gets a fresh task id)")
 
     def _live_attempt(self, task_id: str) -> str:

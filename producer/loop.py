@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.ids import derived_id
 from common.store import Store
+from common.task_messages import EvalRequest, PairsRequest, TrainRequest
 from producer.errors import ProducerError
 from producer.farm_client import FarmClient
 
@@ -124,8 +125,6 @@ class Loop:
     def run_round(self, r: int, current: str, eval_set: list[str], student: str | None = None) -> RoundRecord:
         """One round; `current` is the operator the gate compares against, `student` (default: current)
         the adapter that acts in this round's rollouts and that DPO continues from."""
-        from workers.celery_app import TRAIN_TASK
-
         cfg = self.cfg
         student = student or current
         operator = cfg.teacher if student == "base" else f"student:{student}"
@@ -146,15 +145,12 @@ class Loop:
             record.reasons.append(f"no {'keepers' if method == 'sft' else 'pairs'}: nothing to train this round")
             self.store.append_ledger(record.model_dump(mode="json"))
             return record
-        from gpu.train_job import TrainRequest
-
         req = TrainRequest(method=method, trajectory_ids=data if method == "sft" else [],
                            pair_ids=data if method == "dpo" else [], parent=parent, config=overrides,
                            reason=f"{self.loop_id} round {r}")
         name = f"r{r}-{req.adapter_name()}"
         req = req.model_copy(update={"name": name})
-        result = self.farm.run_task(TRAIN_TASK, f"train:{name}", req.model_dump(mode="json"),
-                                    what=f"round {r}: training {method} adapter {name}")
+        result = self.farm.run_task(req, what=f"round {r}: training {method} adapter {name}")
         record.method, record.adapter, record.parent, record.rows = method, name, parent, result["rows"]
         record.train_s = (result.get("metrics") or {}).get("train_s")
         models = list(dict.fromkeys(["base", current, student, name]))  # ordered, no repeats
@@ -182,8 +178,6 @@ class Loop:
     def pairs_against_keepers(self, trajs) -> list[str]:
         """DPO pairs: the operator's failures against keepers of the same scenario (teacher keepers count;
         the teacher is rolled out on a failed scenario that has none)."""
-        from workers.celery_app import PAIRS_TASK
-
         failed = sorted({t.scenario_id for t in trajs if not t.keep})
         have_keeper = {t.scenario_id for t in trajs if t.keep}
         need_teacher = [s for s in failed if s not in have_keeper]
@@ -194,21 +188,14 @@ class Loop:
                 by_scenario.setdefault(t.scenario_id, []).append(t.id)
         pair_ids: set[str] = set()
         for sid, ids in sorted(by_scenario.items()):
-            ids = sorted(ids)
-            task_id = f"pairs:{sid}:{derived_id(*ids)}"
-            manifest = self.farm.run_task(PAIRS_TASK, task_id, {"scenario_id": sid, "trajectory_ids": ids},
-                                          what=f"pairs for {sid}")
+            manifest = self.farm.run_task(PairsRequest(scenario_id=sid, trajectory_ids=ids), what=f"pairs for {sid}")
             pair_ids.update(manifest["pairs"])
         return sorted(pair_ids)
 
     def evaluate(self, models: list[str], eval_set: list[str], what: str) -> str:
-        from gpu.eval_run import EvalRequest
-        from workers.celery_app import EVAL_TASK
-
         req = EvalRequest(scenario_ids=eval_set, models=models, samples=self.cfg.eval_samples,
                           timeout_s=self.cfg.timeout_s)
-        manifest = self.farm.run_task(EVAL_TASK, f"eval:{req.eval_id()}", req.model_dump(mode="json"),
-                                      what=f"{what}: held-out eval of {', '.join(models)}")
+        manifest = self.farm.run_task(req, what=f"{what}: held-out eval of {', '.join(models)}")
         return manifest["report_id"]
 
     def promote(self, record: RoundRecord, report_id: str, candidate: str, current: str) -> None:

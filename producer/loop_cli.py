@@ -129,10 +129,9 @@ def eval_command(models, scenarios, samples, seed, timeout, store, broker) -> No
     """Held-out behavioural eval on the GPU queue; prints the side-by-side markdown table."""
     from common.ids import derived_id
     from common.settings import get_settings
-    from gpu.eval_run import EvalRequest
+    from common.task_messages import EvalRequest
     from producer.farm_client import FarmClient
     from producer.loop_farm import loop_farm
-    from workers.celery_app import EVAL_TASK
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     with loop_farm(get_settings(), _store_url(store), broker) as farm:
@@ -140,6 +139,5 @@ def eval_command(models, scenarios, samples, seed, timeout, store, broker) -> No
         eval_seed = int(derived_id(seed, "eval", length=8), 16)  # the loop's eval set for the same seed
         bids = client.author(scenarios, 0, eval_seed, "procedural", "oracle", "test")
         req = EvalRequest(scenario_ids=bids, models=names, samples=samples, timeout_s=timeout)
-        manifest = client.run_task(EVAL_TASK, f"eval:{req.eval_id()}", req.model_dump(mode="json"),
-                                   what=f"held-out eval of {', '.join(names)}")
+        manifest = client.run_task(req, what=f"held-out eval of {', '.join(names)}")
         click.echo(farm.store.get("evals", f"{manifest['report_id']}.md").decode())

@@ -33,6 +33,9 @@ class WorldSpec(BaseModel):
     files: tuple[FileFixture, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     dirs: tuple[str, ...] = ()
+    # Trees outside the home that belong to the operator (a bundle's `fixtures.workspaces`):
+    # created owned by the user, their missing parents by root (see fixtures_tar.py).
+    workspaces: tuple[str, ...] = ()
     episode_id: str = Field("adhoc", description="Labels the container so cleanup can attribute it.")
     role: str = Field("episode", description="What the sandbox is for: episode, gate, eval, bench...")
 

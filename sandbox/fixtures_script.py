@@ -5,7 +5,7 @@ not exist yet (one `mkdir` for all) and each mode a umask cannot give (`chmod`) 
 User-owned files go through the operator's shell (so they are owned by `user`), the
 rest through the root shell, both at once. That halves placing a world compared with
 `base64 | tar` (two execs). Worlds this cannot express (a NUL in a file, a root-owned
-file inside the user's tree, a user-owned file outside it) fall back to the tar path.
+file inside the user's tree, a user-owned file outside it, a workspace) fall back to the tar path.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def _script(files, dirs) -> str:
 
 def fixture_plan(spec: WorldSpec) -> FixturePlan | None:
     """Scripts for both shells, or None when the tar path must be used."""
+    if spec.workspaces:
+        return None  # the operator's shell cannot create a tree under a root-owned parent: the tar path can
     user_files, root_files = [], []
     user_dirs, root_dirs = set(spec.dirs), set()
     for f in spec.files:

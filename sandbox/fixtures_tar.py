@@ -12,12 +12,14 @@ import posixpath
 import tarfile
 
 from sandbox.contract import OPERATOR_HOME, WorldSpec
+from sandbox.framing import quote
 
 USER_UID = 1000
 
 
-def _owned_by_user(path: str) -> bool:
-    return path == OPERATOR_HOME or path.startswith(OPERATOR_HOME + "/") or path.startswith("/tmp/")
+def _owned_by_user(path: str, workspaces: tuple[str, ...] = ()) -> bool:
+    # The home, /tmp, and any tree the world declares the operator's (WorldSpec.workspaces).
+    return any(path == t or path.startswith(t + "/") for t in (OPERATOR_HOME, *workspaces)) or path.startswith("/tmp/")
 
 
 def _dir_entry(path: str, uid: int, mode: int = 0o755) -> tarfile.TarInfo:
@@ -29,7 +31,7 @@ def _dir_entry(path: str, uid: int, mode: int = 0o755) -> tarfile.TarInfo:
 
 
 def world_tar(spec: WorldSpec) -> bytes:
-    """The spec's files and dirs as a tar; parents are listed so new ones get the right owner."""
+    """The spec's files, dirs and workspaces as a tar; parents are listed so new ones get the right owner."""
     buf = io.BytesIO()
     seen: set[str] = set()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
@@ -42,13 +44,13 @@ def world_tar(spec: WorldSpec) -> bytes:
                 parent = posixpath.dirname(parent)
             for d in reversed(chain):
                 seen.add(d)
-                tar.addfile(_dir_entry(d, USER_UID if _owned_by_user(d) else 0))
+                tar.addfile(_dir_entry(d, USER_UID if _owned_by_user(d, spec.workspaces) else 0))
 
-        for d in spec.dirs:
+        for d in (*spec.workspaces, *spec.dirs):
             parents(d)
             if d not in seen:
                 seen.add(d)
-                tar.addfile(_dir_entry(d, USER_UID if _owned_by_user(d) else 0))
+                tar.addfile(_dir_entry(d, USER_UID if _owned_by_user(d, spec.workspaces) else 0))
         for f in spec.files:
             parents(f.path)
             data = f.content.encode()
@@ -62,11 +64,14 @@ def world_tar(spec: WorldSpec) -> bytes:
 
 def extract_script(spec: WorldSpec) -> str:
     """A root-shell snippet that extracts the world; existing directories keep their metadata."""
-    if not spec.files and not spec.dirs:
+    if not spec.files and not spec.dirs and not spec.workspaces:
         return ":"
     payload = base64.b64encode(world_tar(spec)).decode()
     lines = "\n".join(payload[i : i + 76] for i in range(0, len(payload), 76))
+    # --no-overwrite-dir keeps an existing directory's owner: a workspace the image already has
+    # is handed to the operator explicitly.
+    chown = f" && chown {USER_UID}:{USER_UID} {' '.join(quote(w) for w in spec.workspaces)}" if spec.workspaces else ""
     return (
-        "base64 -d <<'__SEK_TAR__' | tar -x -p --same-owner --no-overwrite-dir -C / -f -\n"
+        f"base64 -d <<'__SEK_TAR__' | tar -x -p --same-owner --no-overwrite-dir -C / -f -{chown}\n"
         f"{lines}\n__SEK_TAR__"
     )

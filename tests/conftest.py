@@ -28,6 +28,23 @@ def docker_ready() -> str | None:
         return f"Docker engine or sandbox image unavailable: {exc}"
 
 
+def real_backend_config(kind: str, max_live: int):
+    """The config of a real backend ('docker' or 'cells') for a test that runs on each; a test
+    on cells is skipped, with the reason, where cells cannot run."""
+    if kind == "cells":
+        from sandbox import SandboxError
+        from sandbox.cells.config import CellsSandboxConfig
+
+        try:
+            CellsSandboxConfig().check_ready()
+        except SandboxError as exc:
+            pytest.skip(f"cells cannot run here: {exc}")
+        return CellsSandboxConfig(max_live=max_live)
+    from sandbox import DockerSandboxConfig
+
+    return DockerSandboxConfig(max_live=max_live)
+
+
 @pytest.fixture
 def redis_server(tmp_path):
     """A private redis-server (appendonly) on a free loopback port; `.restart()` keeps its data."""

@@ -69,3 +69,50 @@ def test_terminal_must_match_the_case(bundle):
 def test_all_files_include_the_provider_as_root_executable(bundle):
     provider = [f for f in bundle.all_files() if f.path == bundle.provider.path]
     assert len(provider) == 1 and provider[0].mode == 0o755 and provider[0].owner == "root"
+
+
+# Every path a bundle names is held to the fixture files' rules when it is parsed.
+UNSAFE = ["relative/dir", "/home/user/../../etc", "/proc/self", "/run/sekfarm/x", "/", "/home/user/a/"]
+
+
+@pytest.mark.parametrize("path", ["/proc/self/x", "/run/sekfarm/tasks", "usr/local/bin/tasks", "/usr/../bin/x"])
+def test_unsafe_provider_paths_are_rejected(bundle, path):
+    with pytest.raises(InvalidBundle) as exc:
+        Bundle.parse_json(_edit(bundle, "provider.path", path))
+    assert exc.value.reason == "schema" and "provider.path" in exc.value.detail
+
+
+@pytest.mark.parametrize("path", UNSAFE)
+def test_unsafe_dirs_are_rejected(bundle, path):
+    with pytest.raises(InvalidBundle) as exc:
+        Bundle.parse_json(_edit(bundle, "fixtures.dirs", [path]))
+    assert exc.value.reason == "schema" and "fixtures.dirs" in exc.value.detail
+
+
+@pytest.mark.parametrize("path", [*UNSAFE, "/srv", "/etc/app", "/usr/local/app", "/home/user/app", "/tmp/x"])
+def test_workspaces_lie_strictly_below_a_workspace_root(bundle, path):
+    with pytest.raises(InvalidBundle) as exc:
+        Bundle.parse_json(_edit(bundle, "fixtures.workspaces", [path]))
+    assert "fixtures.workspaces" in exc.value.detail
+
+
+def test_a_workspace_below_a_workspace_root_is_accepted(bundle):
+    data = json.loads(_edit(bundle, "fixtures.workspaces", ["/srv/app", "/var/www/site"]))
+    assert Bundle.create(**{**data, "id": ""}).fixtures.workspaces == ("/srv/app", "/var/www/site")
+
+
+@pytest.mark.parametrize("kind, location", [("home_file", "NOTICE"), ("motd", "/proc/motd"), ("env", "NOT A NAME"),
+                                            ("banner", "/etc/../issue.net")])
+def test_announcement_locations_are_checked(bundle, kind, location):
+    data = json.loads(_edit(bundle, "announcement.kind", kind))
+    data["announcement"]["location"] = location
+    with pytest.raises(InvalidBundle, match="announcement"):
+        Bundle.parse_json(data)
+
+
+def test_a_path_cannot_be_both_a_file_and_a_directory(bundle):
+    first = bundle.fixtures.files[0].path
+    with pytest.raises(InvalidBundle, match="file and also a directory"):
+        Bundle.parse_json(_edit(bundle, "fixtures.dirs", [f"{first}/sub"]))
+    with pytest.raises(InvalidBundle, match="written twice"):
+        Bundle.parse_json(_edit(bundle, "provider.path", first))

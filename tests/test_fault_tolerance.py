@@ -56,7 +56,7 @@ def _episode_containers(client, tid: str, all_: bool = True):
 def test_sigkill_mid_episode_redelivers_once_and_leaves_no_container(
         farm_env, farm_settings, spawn_workers, store_dir, docker_client):
     from workers.pipeline import Pipeline
-    from workers.rollout import trajectory_id
+    from common.ids import trajectory_id
 
     env = {**farm_env, "FARM_VISIBILITY_TIMEOUT_S": "12", "FARM_ORPHAN_SWEEP_S": "2"}
     store = Store(str(store_dir))
@@ -97,7 +97,7 @@ def test_sigkill_mid_episode_redelivers_once_and_leaves_no_container(
 def test_redis_killed_mid_run_loses_nothing_and_workers_reconnect(
         farm_env, farm_settings, spawn_workers, store_dir, redis_server, docker_client):
     from workers.pipeline import Pipeline
-    from workers.rollout import trajectory_id
+    from common.ids import trajectory_id
 
     env = {**farm_env, "FARM_VISIBILITY_TIMEOUT_S": "20"}
     store = Store(str(store_dir))
@@ -136,13 +136,14 @@ def test_always_failing_task_becomes_a_dead_letter_after_max_attempts(
     assert _wait(lambda: store.count("dead") == 1, 60)
     letter = next(store.iter("dead"))
     assert letter["reason"] == "retries_exhausted" and letter["attempts"] == 3
-    assert letter["error_type"] == "TransientEpisodeFailure" and "EngineUnavailable" in letter["error"]
+    assert letter["error_type"] == "EngineUnavailable" and "Docker engine" in letter["error"]
     assert store.count("trajectories") == 0  # a farm failure is never recorded as data
 
 
 def test_poison_task_redelivered_past_max_attempts_is_dead_lettered(
         farm_env, farm_settings, spawn_workers, store_dir):
-    from workers.celery_app import ROLLOUT_TASK, app
+    from common.task_messages import RolloutRequest
+    from workers.celery_app import app
     from workers.pipeline import Pipeline
 
     spawn_workers(["rollout"], {**farm_env, "FARM_SANDBOX": "fake"}, concurrency=1)
@@ -151,8 +152,8 @@ def test_poison_task_redelivered_past_max_attempts_is_dead_lettered(
     task_id = "rollout:poison-0"
     # As if it had already killed its worker three times.
     pipe.redis.set(pipe.keys.attempts(task_id), 3)
-    app.send_task(ROLLOUT_TASK, kwargs={"bundle_id": "poison", "operator": "oracle", "sample": 0, "samples": 1},
-                  task_id=task_id)
+    poison = RolloutRequest(bundle_id="poison", operator="oracle", sample=0, samples=1)
+    app.send_task(poison.NAME, kwargs=poison.kwargs(), task_id=task_id)
     assert _wait(lambda: store.count("dead") == 1, 30)
     letter = next(store.iter("dead"))
     assert letter["reason"] == "too_many_deliveries" and letter["attempts"] == 3

@@ -90,11 +90,15 @@ def test_schema_violations_name_the_field(stub, settings):
     assert result.rejected == "schema" and "path" in result.detail and result.raw
 
 
-def test_persistent_server_errors_give_up_without_raising(stub, settings):
+def test_persistent_server_errors_are_a_transient_farm_failure(stub, settings):
+    from common.errors import TransientFailure
+    from workers.errors import ModelUnavailable
+
     combo, _ = _teacher_body("dedupe", "success")
     stub.push(Reply(status=500), Reply(status=503), Reply(status=502))
-    result = _author(combo, settings, attempts=3)
-    assert result.rejected == "teacher_unavailable" and len(stub.requests) == 3
+    with pytest.raises(ModelUnavailable) as info:  # not a rejection: the author task retries it
+        _author(combo, settings, attempts=3)
+    assert isinstance(info.value, TransientFailure) and len(stub.requests) == 3
 
 
 def test_permanent_errors_are_not_retried(stub, settings):

@@ -16,6 +16,7 @@ import pytest
 
 from common.store import Store
 from tests.conftest import docker_ready
+from tests.waiting import wait_until
 
 
 # Short episodes: the oracle needs ~6-9 turns; the student gets the same limit and short replies.
@@ -74,14 +75,16 @@ def test_one_round_of_the_loop_through_the_farm(prerequisites, tmp_path, monkeyp
 
         # A GPU task that fails says why to the producer and leaves a dead letter like any queue's.
         from producer.errors import ProducerError
-        from workers.celery_app import TRAIN_TASK
+        from common.task_messages import TrainRequest
         from workers.dead_letter import DeadLetter
 
         with pytest.raises(ProducerError, match="traj-nowhere"):
-            client.run_task(TRAIN_TASK, "train:broken", {"method": "sft", "trajectory_ids": ["traj-nowhere"]},
+            client.run_task(TrainRequest(method="sft", trajectory_ids=["traj-nowhere"], name="broken"),
                             what="a train job on a missing trajectory")
+        # The node writes the failed manifest the producer polls, then the dead letter.
+        assert wait_until(lambda: store.exists("dead", "train:broken"), 30)
         letter = store.get("dead", "train:broken", DeadLetter)
-        assert letter.task_name == TRAIN_TASK and letter.reason == "permanent_error" and "traj-nowhere" in letter.error
+        assert letter.task_name == TrainRequest.NAME and letter.reason == "permanent_error" and "traj-nowhere" in letter.error
 
     assert len(records) == 1
     rec = records[0]
@@ -150,19 +153,18 @@ def test_adapters_travel_through_the_store(tmp_path):
 
 
 def test_adapter_names_follow_the_data():
-    from gpu.train_job import TrainRequest
+    from common.task_messages import TrainRequest
 
     a = TrainRequest(method="sft", trajectory_ids=["t2", "t1"])
     assert a.adapter_name() == TrainRequest(method="sft", trajectory_ids=["t1", "t2", "t1"]).adapter_name()
     assert a.adapter_name() != TrainRequest(method="sft", trajectory_ids=["t1"]).adapter_name()
     assert a.adapter_name().startswith("sft-")
-    # The farm's own threshold requests (trajectory_ids, reason, store) are valid train requests.
-    farm = TrainRequest.model_validate({"trajectory_ids": ["t1"], "reason": "threshold", "store": "/x"})
-    assert farm.method == "sft" and farm.data_ids() == ["t1"]
+    assert a.task_id() == f"train:{a.adapter_name()}"  # an adapter is trained once, whoever asks
 
 
 def test_eval_refuses_training_scenarios(tmp_path):
-    from gpu.eval_run import EvalFailed, EvalRequest, check_held_out, episode_ids
+    from common.task_messages import EvalRequest
+    from gpu.eval_run import EvalFailed, check_held_out, episode_ids
     from workers.author import author_procedural
 
     store = Store(str(tmp_path / "store"))

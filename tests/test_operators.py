@@ -15,7 +15,7 @@ from common.trajectory import Message
 from sandbox import FakeSandboxConfig
 from tests.bundles_fixture import all_bundles, empty_queue_bundle, success_bundle
 from tests.llm_stub import Reply, StubServer
-from workers.errors import OperatorError, UnknownOperator, WorkerError
+from workers.errors import ModelUnavailable, OperatorError, UnknownOperator, WorkerError
 from workers.operators import OPERATORS, make_operator
 from workers.operators.litellm_operator import LitellmOperator
 from workers.operators.oracle import plan_episode
@@ -174,7 +174,7 @@ def test_litellm_retries_rate_limits_then_succeeds():
 def test_litellm_gives_up_after_retries_with_typed_error():
     with LlmStub(fail_first=100, fail_status=503) as stub:
         op = LitellmOperator("openai/m", api_base=stub.base_url, retries=2, backoff_s=0.01)
-        with pytest.raises(OperatorError, match="3 attempts"):
+        with pytest.raises(ModelUnavailable, match="3 attempts"):
             op.reply(VIEW)
         assert len(stub.requests) == 3
 
@@ -182,14 +182,14 @@ def test_litellm_gives_up_after_retries_with_typed_error():
 def test_litellm_does_not_retry_a_bad_request():
     with LlmStub(fail_first=100, fail_status=400) as stub:
         op = LitellmOperator("openai/m", api_base=stub.base_url, retries=3, backoff_s=0.01)
-        with pytest.raises(OperatorError):
+        with pytest.raises(OperatorError) as info:
             op.reply(VIEW)
-        assert len(stub.requests) == 1
+        assert len(stub.requests) == 1 and not isinstance(info.value, ModelUnavailable)  # the operator's, recorded
 
 
-def test_litellm_unreachable_is_operator_error():
+def test_litellm_unreachable_is_model_unavailable():
     op = LitellmOperator("openai/m", api_base="http://127.0.0.1:9/v1", retries=1, backoff_s=0.01, timeout_s=2)
-    with pytest.raises(OperatorError):
+    with pytest.raises(ModelUnavailable):
         op.reply(VIEW)
 
 
@@ -220,10 +220,13 @@ def test_student_spec_goes_to_the_student_endpoint():
     assert traj.outcome == "success" and traj.operator == "student:adapter-7"
 
 
-def test_unreachable_model_is_an_operator_error_outcome():
+def test_unreachable_model_is_a_farm_failure_not_an_outcome():
+    from common.errors import TransientFailure
+
     settings = Settings(teacher_api_base="http://127.0.0.1:9/v1", max_turns=3)
-    traj = run_episode(success_bundle(), "litellm:openai/none", 0, settings=settings, sandbox_config=FakeSandboxConfig())
-    assert traj.outcome == "operator_error" and not traj.keep and "attempts" in (traj.error or "")
+    with pytest.raises(ModelUnavailable, match="attempts") as info:  # never recorded: the task retries it
+        run_episode(success_bundle(), "litellm:openai/none", 0, settings=settings, sandbox_config=FakeSandboxConfig())
+    assert isinstance(info.value, TransientFailure)
 
 
 def test_every_operator_meets_the_protocol():

@@ -13,7 +13,8 @@ from common.trajectory import Trajectory
 from sandbox import DockerSandboxConfig, FakeSandboxConfig
 from tests.bundles_fixture import all_bundles, blocked_bundle, empty_queue_bundle, success_bundle
 from workers.record import deploy_problems, shell_prompt
-from workers.rollout import run_episode, trajectory_id
+from common.ids import trajectory_id
+from workers.rollout import run_episode
 
 FAKE = FakeSandboxConfig()
 CLEAN = Settings(oracle_mistake_rate=0.0, max_turns=12)
@@ -52,10 +53,14 @@ def test_unknown_operator_is_an_outcome_not_a_crash():
     assert t.outcome == "operator_error" and not t.keep and "valid:" in t.error
 
 
-def test_engine_unreachable_is_a_sandbox_error_outcome():
+def test_engine_unreachable_is_a_farm_failure_not_an_outcome():
+    from common.errors import TransientFailure
+    from sandbox.errors import EngineUnavailable
+
     config = DockerSandboxConfig(docker_url="unix:///nonexistent/docker.sock")
-    t = run_episode(success_bundle(), "oracle", 0, settings=CLEAN, sandbox_config=config)
-    assert t.outcome == "sandbox_error" and not t.keep and t.error
+    with pytest.raises(EngineUnavailable) as info:  # never recorded: the rollout task retries it
+        run_episode(success_bundle(), "oracle", 0, settings=CLEAN, sandbox_config=config)
+    assert isinstance(info.value, TransientFailure)
 
 
 def test_checker_failure_in_fake_world():

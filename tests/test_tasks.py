@@ -41,17 +41,22 @@ def test_reliability_settings():
     assert {"author", "gate", "rollout", "train", "eval"} <= set(ROUTES.values())
 
 
-def test_transient_errors_are_classified():
-    import litellm
+def test_transient_errors_are_classified_by_type():
+    import redis
 
-    from sandbox.errors import EngineUnavailable, ImageMissing
+    from common.store import ArtifactMissing
+    from sandbox.errors import EngineUnavailable, ImageMissing, SandboxDied
+    from workers.errors import ModelUnavailable, OperatorError
     from workers.tasks import is_transient
 
     assert is_transient(EngineUnavailable("daemon restarting"))
-    assert is_transient(litellm.RateLimitError("slow down", llm_provider="openai", model="m"))
-    assert is_transient(litellm.Timeout("late", model="m", llm_provider="openai"))
+    assert is_transient(ModelUnavailable("provider throttled"))
+    assert is_transient(redis.ConnectionError("broker restarting"))
     assert not is_transient(ImageMissing("build it"))
-    assert not is_transient(ValueError("bad bundle"))
+    assert not is_transient(ArtifactMissing("no such bundle"))
+    assert not is_transient(OperatorError("refused"))  # data about the operator, recorded by the episode
+    assert not is_transient(SandboxDied("killed by its own command"))
+    assert not is_transient(ValueError("a bug"))
 
 
 def _bundle():
@@ -62,7 +67,7 @@ def _bundle():
 
 def test_admitted_bundle_flows_to_rollouts_and_pairs(farm_env, farm_settings, spawn_workers, store_dir):
     from workers.pipeline import Pipeline
-    from workers.rollout import trajectory_id
+    from common.ids import trajectory_id
 
     env = {**farm_env, "FARM_SANDBOX": "fake"}
     spawn_workers(["rollout", "pairs"], env, concurrency=4)
@@ -78,13 +83,14 @@ def test_admitted_bundle_flows_to_rollouts_and_pairs(farm_env, farm_settings, sp
     manifests = [m for m in store.ids("tasks") if m.startswith("pairs:")]
     assert len(manifests) == 1
 
-    # A redelivered rollout (same id, sent again behind send_once's back) changes nothing.
-    from workers.celery_app import ROLLOUT_TASK, app
+    # A redelivered rollout (same id, sent again behind Pipeline.send's back) changes nothing.
+    from common.task_messages import RolloutRequest
+    from workers.celery_app import app
 
     path = store_dir / "trajectories" / f"{tids[0]}.json"
     before = (path.stat().st_mtime_ns, path.read_bytes())
-    result = app.send_task(ROLLOUT_TASK, kwargs={"bundle_id": bundle.id, "operator": "oracle", "sample": 0,
-                                                 "samples": 3}, task_id=f"rollout:{tids[0]}")
+    again = RolloutRequest(bundle_id=bundle.id, operator="oracle", sample=0, samples=3)
+    result = app.send_task(again.NAME, kwargs=again.kwargs(), task_id=again.task_id())
     assert result.get(timeout=30)["trajectory_id"] == tids[0]
     assert (path.stat().st_mtime_ns, path.read_bytes()) == before
     assert len([m for m in store.ids("tasks") if m.startswith("pairs:")]) == 1

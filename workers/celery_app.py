@@ -4,12 +4,13 @@
     celery -A workers.celery_app worker -Q rollout --pool threads -c 8        # CPU: rollouts (I/O bound)
     celery -A workers.celery_app worker -Q train,eval --include gpu.tasks     # the GPU node
 
-Registration point for the GPU half: `gpu/tasks.py` defines tasks named `TRAIN_TASK` and
-`EVAL_TASK` on this `app` (`from workers.celery_app import app`). Only the GPU worker
-imports that module (via `--include gpu.tasks`), so CPU nodes never import torch. The
-farm enqueues them by name (`app.send_task`). Declare them with `acks_late=False`: a
-training run outlives any sensible visibility timeout, and a lost one is re-requested
-with `producer train`.
+Every task's name, queue and arguments are its message's (common.task_messages); this app
+routes by them. Registration point for the GPU half: `gpu/tasks.py` defines the tasks named
+`TrainRequest.NAME` and `EvalRequest.NAME` on this `app` (`from workers.celery_app import app`).
+Only the GPU worker imports that module (via `--include gpu.tasks`), so CPU nodes never
+import torch. The farm enqueues them by name (`app.send_task`). Declare them with
+`acks_late=False`: a training run outlives any sensible visibility timeout, and a lost one
+is re-requested with `producer train`.
 
 This module must stay light: no docker, no torch, no litellm at import time.
 """
@@ -22,15 +23,19 @@ from celery import Celery
 from kombu import Queue
 
 from common.settings import Settings, get_settings
+from common.task_messages import (
+    MESSAGES,
+    AuthorRequest,
+    EvalRequest,
+    GateRequest,
+    NoopRequest,
+    PairsRequest,
+    RolloutRequest,
+    TrainRequest,
+)
 
-QUEUES = ("author", "gate", "pairs", "rollout", "train", "eval")
-AUTHOR_TASK, GATE_TASK, ROLLOUT_TASK, PAIRS_TASK = "farm.author", "farm.gate", "farm.rollout", "farm.pairs"
-NOOP_TASK = "farm.noop"
-TRAIN_TASK, EVAL_TASK = "farm.train", "farm.eval"
-ROUTES = {
-    AUTHOR_TASK: "author", GATE_TASK: "gate", PAIRS_TASK: "pairs", ROLLOUT_TASK: "rollout",
-    TRAIN_TASK: "train", EVAL_TASK: "eval", NOOP_TASK: "gate",
-}
+ROUTES = {m.NAME: m.QUEUE for m in MESSAGES}
+QUEUES = tuple(dict.fromkeys(ROUTES.values()))
 
 
 def time_limits(settings: Settings) -> dict[str, tuple[int, int]]:
@@ -38,13 +43,13 @@ def time_limits(settings: Settings) -> dict[str, tuple[int, int]]:
     bounded by the sandbox's own episode wall clock; these still cap prefork workers."""
     episode = int(settings.sandbox.episode_timeout_s)
     return {
-        AUTHOR_TASK: (300, 360),           # an LLM author may take minutes per bundle
-        GATE_TASK: (120, 180),
-        PAIRS_TASK: (60, 120),
-        ROLLOUT_TASK: (episode + 30, episode + 90),
-        NOOP_TASK: (10, 20),
-        TRAIN_TASK: (6 * 3600, 6 * 3600 + 600),
-        EVAL_TASK: (2 * 3600, 2 * 3600 + 300),
+        AuthorRequest.NAME: (300, 360),           # an LLM author may take minutes per bundle
+        GateRequest.NAME: (120, 180),
+        PairsRequest.NAME: (60, 120),
+        RolloutRequest.NAME: (episode + 30, episode + 90),
+        NoopRequest.NAME: (10, 20),
+        TrainRequest.NAME: (6 * 3600, 6 * 3600 + 600),
+        EvalRequest.NAME: (2 * 3600, 2 * 3600 + 300),
     }
 
 
@@ -53,8 +58,8 @@ def visibility_timeout(settings: Settings) -> int:
     if settings.visibility_timeout_s > 0:
         return settings.visibility_timeout_s
     limits = time_limits(settings)
-    late_acked = (AUTHOR_TASK, GATE_TASK, PAIRS_TASK, ROLLOUT_TASK, NOOP_TASK)
-    return 2 * max(limits[name][1] for name in late_acked)
+    late_acked = (AuthorRequest, GateRequest, PairsRequest, RolloutRequest, NoopRequest)
+    return 2 * max(limits[m.NAME][1] for m in late_acked)
 
 
 def celery_config(settings: Settings) -> dict:

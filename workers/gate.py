@@ -9,19 +9,22 @@ Checks, in order (the first failure is the rejection reason; later ones are not 
   determinism  a second fresh world gives the same verdict and the same checker output
                (the checker also runs twice in each world)
 Worlds: one for help + negative control, one per reference run; never shared between the
-negative control and a reference run. Engine-level failures (no engine, no image) raise:
-they are not the bundle's fault and the caller should retry.
+negative control and a reference run. A stored bundle that does not validate is rejected with
+the reason `schema` (`gate_stored_bundle`): a bad bundle is a recorded rejection, never a
+failed task. Failures of the farm (`common.errors.FarmFailure`: no engine, no image) raise:
+they are not the bundle's fault, and the gate task retries or dead-letters them.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from common.bundle import Bundle
-from sandbox import CheckResult, SandboxConfig, open_sandbox
-from sandbox.errors import EngineUnavailable, ImageMissing, SandboxError
+from common.errors import FarmFailure, InvalidBundle
+from sandbox import CheckResult, SandboxConfig, SandboxError, open_sandbox
 from workers.world import world_spec
 
 CHECKS = ("help", "negative", "reference", "determinism")
@@ -33,7 +36,8 @@ class GateReport(BaseModel):
 
     bundle_id: str
     admitted: bool
-    reason: str | None = Field(None, description="The first check that failed (or 'sandbox').")
+    reason: str | None = Field(None, description="The first check that failed, or 'schema' (the bundle is "
+                               "invalid), or 'sandbox' (its world broke).")
     checks: dict[str, bool] = Field(default_factory=dict)
     details: dict[str, str] = Field(default_factory=dict, description="Outputs behind each check.")
     duration_ms: float = 0.0
@@ -115,10 +119,24 @@ def gate_bundle(bundle: Bundle, config: SandboxConfig | None = None) -> GateRepo
         reason = rej.check
         checks[rej.check] = False
         details[rej.check] = _cap(rej.detail)
-    except (EngineUnavailable, ImageMissing):
+    except FarmFailure:
         raise
     except SandboxError as exc:
         reason = "sandbox"
         details["sandbox"] = _cap(f"{type(exc).__name__}: {exc}")
     return GateReport(bundle_id=bundle.id, admitted=reason is None, reason=reason, checks=checks,
                       details=details, duration_ms=(time.perf_counter() - start) * 1000)
+
+
+def gate_stored_bundle(bundle_id: str, data: Any, config: SandboxConfig | None = None) -> GateReport:
+    """The gate on a bundle as stored (JSON, decoded or not). One that does not validate (a hand-
+    written or foreign bundle, or one stored before a rule was added), or whose content is not
+    `bundle_id`, is rejected with the reason `schema`."""
+    try:
+        bundle = Bundle.parse_json(data)
+        if bundle.id != bundle_id:
+            raise InvalidBundle("schema", f"stored as {bundle_id!r}, but its content is {bundle.id!r}")
+    except InvalidBundle as exc:
+        return GateReport(bundle_id=bundle_id, admitted=False, reason="schema", checks={"schema": False},
+                          details={"schema": _cap(str(exc))})
+    return gate_bundle(bundle, config)

@@ -8,7 +8,8 @@
 
 Nothing blocks on another task (no `.get()`, no chords). Every bookkeeping step is
 idempotent (Redis sets, not increments), so a redelivered task may repeat it safely, and
-every send goes through `send_once`: a task id already sent is never sent again. A send
+every send goes through `send`, with a typed message (common.task_messages) that names the
+task, its arguments and its deterministic id: an id already sent is never sent again. A send
 is marked *after* it succeeds, so a crash between the two can only duplicate a message,
 never lose one; the tasks are idempotent, so a duplicate changes nothing.
 """
@@ -16,6 +17,7 @@ never lose one; the tasks are idempotent, so a duplicate changes nothing.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from functools import lru_cache
 
 import redis
@@ -25,7 +27,15 @@ from redis.retry import Retry
 from common.ids import derived_id
 from common.settings import Settings, get_settings
 from common.store import Store
-from workers.celery_app import AUTHOR_TASK, GATE_TASK, PAIRS_TASK, ROLLOUT_TASK, TRAIN_TASK, app
+from common.task_messages import (
+    AuthorRequest,
+    GateRequest,
+    PairsRequest,
+    RolloutRequest,
+    TaskMessage,
+    TrainRequest,
+)
+from workers.celery_app import app
 
 SENT_TTL_S = 30 * 24 * 3600
 _KEEPERS_LUA = """
@@ -99,17 +109,20 @@ class Pipeline:
         self.keys = Keys(store)
 
     # --- sending
-    def send_once(self, name: str, task_id: str, kwargs: dict) -> bool:
-        """Send `name` with a deterministic id unless that id was already sent. True if sent now."""
+    def send(self, msg: TaskMessage, task_id: str | None = None) -> bool:
+        """Send `msg` under its id (or `task_id`, a fresh attempt's) unless that id was sent before.
+        True if sent now."""
+        task_id = task_id or msg.task_id()
         marker = self.keys.sent(task_id)
         if self.redis.exists(marker):
             return False
-        app.send_task(name, kwargs=kwargs, task_id=task_id)
+        app.send_task(msg.NAME, kwargs=msg.kwargs(), task_id=task_id)
         self.redis.set(marker, 1, ex=SENT_TTL_S)
         return True
 
-    def was_sent(self, task_id: str) -> bool:
-        return bool(self.redis.exists(self.keys.sent(task_id)))
+    def send_missing_rollouts(self, rollouts: Iterable[RolloutRequest]) -> int:
+        """Send the episodes whose trajectory is not recorded yet (once each); how many were sent now."""
+        return sum(self.send(r) for r in rollouts if not self.store.exists("trajectories", r.trajectory_id))
 
     # --- stage transitions
     def enqueue_authoring(self, scenarios: int, samples: int, seed: int, author: str, operator: str,
@@ -117,32 +130,19 @@ class Pipeline:
         """Author tasks for `scenarios` balanced combos, in chunks. Returns [(task id, sent now)]:
         False where the same task was sent before (a re-run of the same command)."""
         size = 1 if author != "procedural" else 8  # a teacher is slow per bundle: spread it over workers
-        out = []
-        for start in range(0, scenarios, size):
-            kwargs = {"seed": seed, "total": scenarios, "start": start, "count": min(size, scenarios - start),
-                      "author": author, "samples": samples, "operator": operator, "split": split}
-            task_id = author_task_id(**kwargs)
-            out.append((task_id, self.send_once(AUTHOR_TASK, task_id, kwargs)))
-        return out
+        chunks = [AuthorRequest(seed=seed, total=scenarios, start=start, count=min(size, scenarios - start),
+                                author=author, samples=samples, operator=operator, split=split)
+                  for start in range(0, scenarios, size)]
+        return [(msg.task_id(), self.send(msg)) for msg in chunks]
 
     def authored(self, bundle_ids: list[str], samples: int, operator: str) -> int:
-        sent = 0
-        for bid in bundle_ids:
-            sent += self.send_once(GATE_TASK, f"gate:{bid}", {"bundle_id": bid, "samples": samples, "operator": operator})
-        return sent
+        return sum(self.send(GateRequest(bundle_id=b, samples=samples, operator=operator)) for b in bundle_ids)
 
     def gated(self, bundle_id: str, admitted: bool, samples: int, operator: str) -> int:
         if not admitted:
             self.redis.sadd(self.keys.finished, bundle_id)
             return 0
-        from workers.rollout import trajectory_id  # light, but keep the import graph of the app small
-
-        sent = 0
-        for sample in range(samples):
-            tid = trajectory_id(bundle_id, operator, sample)
-            sent += self.send_once(ROLLOUT_TASK, f"rollout:{tid}", {
-                "bundle_id": bundle_id, "operator": operator, "sample": sample, "samples": samples})
-        return sent
+        return sum(self.send(r) for r in RolloutRequest.batch(bundle_id, operator, samples))
 
     def rollout_recorded(self, scenario_id: str, operator: str, trajectory_id: str, samples: int,
                          keep: bool, split: str) -> None:
@@ -154,9 +154,7 @@ class Pipeline:
         if keep and split == "train":
             self.keeper_recorded(trajectory_id)
         if len(members) >= samples:
-            ids = sorted(m.decode() for m in members)
-            self.send_once(PAIRS_TASK, f"pairs:{scenario_id}:{derived_id(*ids)}",
-                           {"scenario_id": scenario_id, "trajectory_ids": ids})
+            self.send(PairsRequest(scenario_id=scenario_id, trajectory_ids=[m.decode() for m in members]))
 
     def keeper_recorded(self, trajectory_id: str) -> list[str]:
         """Count a new train-split keeper; past the threshold, hand the batch to the train queue."""
@@ -169,10 +167,9 @@ class Pipeline:
         return ids
 
     def request_training(self, trajectory_ids: list[str], reason: str) -> str:
-        task_id = f"train:{derived_id(*sorted(trajectory_ids))}"
-        self.send_once(TRAIN_TASK, task_id, {"trajectory_ids": sorted(trajectory_ids), "reason": reason,
-                                             "store": self.store.url})
-        return task_id
+        msg = TrainRequest(trajectory_ids=sorted(trajectory_ids), reason=reason)
+        self.send(msg)
+        return msg.task_id()
 
     def pairs_done(self, scenario_id: str) -> None:
         self.redis.sadd(self.keys.finished, scenario_id)
@@ -180,8 +177,3 @@ class Pipeline:
     def finished(self) -> set[str]:
         return {m.decode() for m in self.redis.smembers(self.keys.finished)}
 
-
-def author_task_id(seed: int, total: int, start: int, count: int, author: str, samples: int, operator: str,
-                   split: str | None) -> str:
-    """Same producer arguments, same ids: a re-run of `producer enqueue` sends nothing twice."""
-    return f"author:{derived_id(seed, total, start, count, author, samples, operator, split)}"

@@ -4,7 +4,10 @@
     traj.outcome, traj.keep, traj.messages        # deploy format, see workers.record
 
 The episode never raises for what the operator or the sandbox does: operator failures
-become `operator_error`, a broken sandbox `sandbox_error`. A reply with no usable command
+become `operator_error`, a sandbox broken under the episode (a hostile command killed it, its
+clock ran out) `sandbox_error`. A failure of the farm itself (`common.errors.FarmFailure`: no
+engine, no image, the model provider down) is not data about the operator: it propagates,
+and the rollout task retries or dead-letters it (workers.tasks). A reply with no usable command
 costs a turn: the operator sees the shell's complaint, the record skips it (it changed
 nothing in the world) and `first_reply_is_command` / `non_command_replies` keep the count.
 `max_idle_replies` such replies in a row end the episode (limit `idle`): an operator that
@@ -18,7 +21,8 @@ from __future__ import annotations
 import time
 
 from common.bundle import Bundle
-from common.ids import derived_id
+from common.errors import FarmFailure
+from common.ids import derived_id, trajectory_id
 from common.settings import Settings, get_settings
 from common.trajectory import EpisodeStats, Outcome, Trajectory, Turn, TurnStats
 from sandbox import SandboxConfig, SandboxError, config_from_settings, open_sandbox
@@ -30,11 +34,6 @@ from workers.world import world_spec
 
 # Wall clock kept back from the episode limit so the checker still runs in time.
 CHECK_RESERVE_S = 5.0
-
-
-def trajectory_id(scenario_id: str, operator_spec: str, sample: int) -> str:
-    """Deterministic: a re-run or re-delivery of the same episode has the same id."""
-    return derived_id(scenario_id, operator_spec, sample, prefix="traj-")
 
 
 def episode_seed(scenario_id: str, operator_spec: str, sample: int) -> int:
@@ -75,6 +74,8 @@ def run_episode(bundle: Bundle, operator_spec: str, sample: int, settings: Setti
             if ep.outcome is None:  # the operator did not fail: judge the state
                 check = box.check(bundle.checker)
                 ep.checker_passed, ep.checker_output = check.passed, check.output[-2000:]
+    except FarmFailure:
+        raise  # a failure of the farm, not of the episode: never recorded
     except OperatorError as exc:
         ep.outcome, ep.error = "operator_error", str(exc)
     except SandboxError as exc:

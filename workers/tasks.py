@@ -4,7 +4,8 @@ Every task is idempotent: its output is a write-once artifact (or a task manifes
 by a deterministic id, and a redelivered copy finds it and only repeats the (idempotent)
 bookkeeping. Retries with backoff are for transient errors only (`is_transient`); any
 other failure, and any task delivered more than `max_attempts` times, ends as a dead
-letter in the store (see workers.dead_letter).
+letter in the store (see workers.dead_letter). Failures of the farm reach the tasks as typed
+exceptions (common.errors), never as text on an artifact.
 """
 
 from __future__ import annotations
@@ -14,39 +15,27 @@ import socket
 
 import redis
 from celery import Task
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import Retry
 from kombu.exceptions import OperationalError
 
+from common.errors import TransientFailure
 from common.settings import get_settings
-from workers.celery_app import AUTHOR_TASK, GATE_TASK, NOOP_TASK, PAIRS_TASK, ROLLOUT_TASK, app
+from common.task_messages import AuthorRequest, GateRequest, NoopRequest, PairsRequest, RolloutRequest
+from workers.celery_app import app
 from workers.dead_letter import count_attempt, record_dead_letter
-from workers.errors import WorkerError
 from workers.pipeline import Pipeline, store_for
 
 log = logging.getLogger(__name__)
-_LITELLM_TRANSIENT = {"RateLimitError", "Timeout", "APIConnectionError", "ServiceUnavailableError",
-                      "InternalServerError", "APIError"}
-_OPERATOR_TRANSIENT_MARKERS = ("RateLimitError", "Timeout", "APIConnectionError", "ServiceUnavailable")
-
-
-class TransientEpisodeFailure(WorkerError, ConnectionError):
-    """An episode failed for a reason outside the operator's control (engine down, model
-    rate-limited); it is retried instead of being recorded as data."""
-
-
-class PermanentEpisodeFailure(WorkerError, RuntimeError):
-    """An episode cannot run on this farm as configured (e.g. the sandbox image is missing)."""
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors worth a retry: the engine or broker hiccuped, a model provider throttled us."""
-    from sandbox.errors import EngineUnavailable
+    """The one classification of a task's failure, by type: worth a retry, or a dead letter now.
 
-    if isinstance(exc, (EngineUnavailable, TransientEpisodeFailure, redis.ConnectionError, redis.TimeoutError,
-                        OperationalError)):
-        return True
-    # litellm's types are matched by name so the workers need not import litellm to classify.
-    return any(c.__module__.startswith("litellm") and c.__name__ in _LITELLM_TRANSIENT for c in type(exc).__mro__)
+    Transient: a failure of the farm typed so (`common.errors.TransientFailure`: the engine is
+    down, the model provider throttles or cannot be reached) and a broker hiccup. Everything
+    else is permanent: a `PermanentFailure` (the image is missing), a missing artifact, a bug.
+    """
+    return isinstance(exc, (TransientFailure, redis.ConnectionError, redis.TimeoutError, OperationalError))
 
 
 def backoff_s(attempt: int) -> float:
@@ -75,7 +64,7 @@ class FarmTask(Task):
         except Retry:
             raise
         except Exception as exc:
-            transient = is_transient(exc) and not isinstance(exc, SoftTimeLimitExceeded)
+            transient = is_transient(exc)
             if transient and attempt < settings.max_attempts:
                 log.warning("%s[%s] attempt %d/%d: %s; retrying", self.name, req.id, attempt,
                             settings.max_attempts, exc)
@@ -86,15 +75,17 @@ class FarmTask(Task):
             raise
 
 
-@app.task(name=AUTHOR_TASK, base=FarmTask, bind=True)
-def author(self, seed: int, total: int, start: int, count: int, author: str = "procedural", samples: int = 8,
-           operator: str = "oracle", split: str | None = None) -> dict:
+# Each task takes its message's fields (common.task_messages) as JSON keyword arguments.
+@app.task(name=AuthorRequest.NAME, base=FarmTask, bind=True)
+def author(self, seed: int, total: int, start: int, count: int, author: str, samples: int, operator: str,
+           split: str | None) -> dict:
     """Author combos [start, start+count) of the `total` balanced combos drawn from `seed`."""
     from workers.author import author_combo, sample_combos
 
     settings = get_settings()
     store = store_for(settings)
-    manifest_id = self.request.id or f"author-{seed}-{total}-{start}"
+    manifest_id = self.request.id or AuthorRequest(seed=seed, total=total, start=start, count=count, author=author,
+                                                   samples=samples, operator=operator, split=split).task_id()
     if store.exists("tasks", manifest_id):
         manifest = store.get("tasks", manifest_id)
     else:
@@ -123,23 +114,18 @@ def archetypes_for(split: str | None) -> list[str] | None:
     return [a for a in ARCHETYPES if split_for_archetype(a) == split]
 
 
-@app.task(name=GATE_TASK, base=FarmTask, bind=True)
+@app.task(name=GateRequest.NAME, base=FarmTask, bind=True)
 def gate(self, bundle_id: str, samples: int, operator: str) -> dict:
-    from common.bundle import Bundle
     from sandbox import config_from_settings
-    from sandbox.errors import ImageMissing
-    from workers.gate import GateReport, gate_bundle
+    from workers.gate import GateReport, gate_stored_bundle
 
     settings = get_settings()
     store = store_for(settings)
     if store.exists("gate", bundle_id):
         report = store.get("gate", bundle_id, GateReport)
     else:
-        bundle = store.get("bundles", bundle_id, Bundle)
-        try:
-            report = gate_bundle(bundle, config_from_settings(settings))
-        except ImageMissing as exc:
-            raise PermanentEpisodeFailure(str(exc)) from exc
+        # Read as plain JSON: a bundle that does not validate is a recorded rejection, not a failed task.
+        report = gate_stored_bundle(bundle_id, store.get("bundles", bundle_id), config_from_settings(settings))
         store.put("gate", bundle_id, report)
         store.append_ledger({"event": "gated", "bundle": bundle_id, "admitted": report.admitted,
                              "reason": report.reason})
@@ -147,11 +133,12 @@ def gate(self, bundle_id: str, samples: int, operator: str) -> dict:
     return {"bundle_id": bundle_id, "admitted": report.admitted, "reason": report.reason}
 
 
-@app.task(name=ROLLOUT_TASK, base=FarmTask, bind=True)
+@app.task(name=RolloutRequest.NAME, base=FarmTask, bind=True)
 def rollout(self, bundle_id: str, operator: str, sample: int, samples: int) -> dict:
     from common.bundle import Bundle
     from common.trajectory import Trajectory
-    from workers.rollout import run_episode, trajectory_id
+    from common.ids import trajectory_id
+    from workers.rollout import run_episode
 
     settings = get_settings()
     store = store_for(settings)
@@ -161,25 +148,12 @@ def rollout(self, bundle_id: str, operator: str, sample: int, samples: int) -> d
     else:
         bundle = store.get("bundles", bundle_id, Bundle)
         traj = run_episode(bundle, operator, sample, settings=settings)
-        _raise_if_not_data(traj)
         store.put("trajectories", tid, traj)
     Pipeline(store, settings).rollout_recorded(bundle_id, operator, tid, samples, traj.keep, traj.split)
     return {"trajectory_id": tid, "outcome": traj.outcome, "keep": traj.keep}
 
 
-def _raise_if_not_data(traj) -> None:
-    """Failures of the farm (engine down, image missing, throttled model) are not data about
-    the operator: retry them or dead-letter them, never record them write-once."""
-    error = traj.error or ""
-    if traj.outcome == "sandbox_error" and error.startswith("EngineUnavailable"):
-        raise TransientEpisodeFailure(error)
-    if traj.outcome == "sandbox_error" and error.startswith("ImageMissing"):
-        raise PermanentEpisodeFailure(error)
-    if traj.outcome == "operator_error" and any(m in error for m in _OPERATOR_TRANSIENT_MARKERS):
-        raise TransientEpisodeFailure(error)
-
-
-@app.task(name=PAIRS_TASK, base=FarmTask, bind=True)
+@app.task(name=PairsRequest.NAME, base=FarmTask, bind=True)
 def pairs(self, scenario_id: str, trajectory_ids: list[str]) -> dict:
     from common.bundle import Bundle
     from common.trajectory import Trajectory
@@ -187,7 +161,7 @@ def pairs(self, scenario_id: str, trajectory_ids: list[str]) -> dict:
 
     settings = get_settings()
     store = store_for(settings)
-    manifest_id = self.request.id or f"pairs:{scenario_id}"
+    manifest_id = self.request.id or PairsRequest(scenario_id=scenario_id, trajectory_ids=trajectory_ids).task_id()
     if store.exists("tasks", manifest_id):
         pair_ids = store.get("tasks", manifest_id)["pairs"]
     else:
@@ -204,8 +178,8 @@ def pairs(self, scenario_id: str, trajectory_ids: list[str]) -> dict:
     return {"scenario_id": scenario_id, "pairs": len(pair_ids)}
 
 
-@app.task(name=NOOP_TASK, bind=True)
-def noop(self, value: int = 0) -> int:
+@app.task(name=NoopRequest.NAME, bind=True)
+def noop(self, value: int) -> int:
     """Measures the broker round trip (benchmarks/farm.py) and checks a worker is alive."""
     return value
 

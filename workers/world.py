@@ -9,4 +9,4 @@ from sandbox.contract import WorldSpec
 def world_spec(bundle: Bundle, episode_id: str, role: str = "episode") -> WorldSpec:
     """Everything the bundle writes into a fresh world: fixtures, provider, env and dirs."""
     return WorldSpec(files=bundle.all_files(), env=dict(bundle.fixtures.env), dirs=bundle.fixtures.dirs,
-                     episode_id=episode_id, role=role)
+                     workspaces=bundle.fixtures.workspaces, episode_id=episode_id, role=role)

@@ -17,10 +17,11 @@ import sys
 import threading
 from pathlib import Path
 
+from common.errors import PermanentFailure
 from sandbox import labels as L
 from sandbox.cells.config import CellsSandboxConfig
 from sandbox.contract import WorldSpec
-from sandbox.errors import SandboxDied, SandboxError
+from sandbox.errors import SandboxBusy, SandboxDied, SandboxError
 from sandbox.persistent_session import PersistentSession
 from sandbox.providers import provider_for
 from sandbox.shell_world import ShellWorld, open_shells
@@ -31,8 +32,9 @@ ROOTFS_SCRIPT = Path(__file__).resolve().parents[1] / "image" / "rootfs.sh"
 CGROUP_PARENTS = [f"/sys/fs/cgroup/{c}/sekfarm-cells" for c in ("memory", "pids", "cpu")] + ["/sys/fs/cgroup/sekfarm-cells"]
 
 
-class CellsUnavailable(SandboxError, OSError):
-    """This machine cannot run cells (not root, no cgroups to write, no root filesystem)."""
+class CellsUnavailable(SandboxError, PermanentFailure, OSError):
+    """This machine cannot run cells (not root, no cgroups to write, no root filesystem): a failure
+    of the farm, never recorded as an episode's outcome or a bundle's rejection."""
 
 
 def ensure_rootfs(config: CellsSandboxConfig) -> str:
@@ -155,7 +157,7 @@ class CellsProvider:
 
     def open_world(self, spec: WorldSpec) -> CellWorld:
         if not self._slots.acquire(timeout=600):
-            raise SandboxError(f"no sandbox slot freed within 600 s (max_live={self.config.max_live})")
+            raise SandboxBusy(f"no sandbox slot freed within 600 s (max_live={self.config.max_live})")
         name = self.host.new_name()
         with self._lock:
             self._live.add(name)

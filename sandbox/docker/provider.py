@@ -24,7 +24,7 @@ from sandbox.docker.exec_replay import ExecReplayRuntime
 from sandbox.docker.netns_pool import READ_ENGINE_FILES, Holder, NetnsPool, engine_files_unchanged
 from sandbox.docker.streams import attach_root
 from sandbox.docker.warm_pool import WarmPool
-from sandbox.errors import EngineUnavailable, ImageMissing, SandboxDied, SandboxError
+from sandbox.errors import EngineUnavailable, ImageMissing, SandboxBusy, SandboxDied, SandboxError
 from sandbox.labels import make_labels
 from sandbox.operator_shell import OperatorShell
 from sandbox.persistent_session import PersistentSession
@@ -165,7 +165,7 @@ class DockerProvider:
         """Create and start a container with both shells; None if no slot is free and not `wait`."""
         if not self._slots.acquire(blocking=wait, timeout=600 if wait else None):
             if wait:
-                raise SandboxError(f"no sandbox slot freed within 600 s (max_live={self.config.max_live})")
+                raise SandboxBusy(f"no sandbox slot freed within 600 s (max_live={self.config.max_live})")
             return None
         try:
             entry = self._start(role, episode_id)

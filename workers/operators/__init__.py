@@ -9,22 +9,14 @@
 
 from __future__ import annotations
 
-import importlib
 import json
+from collections.abc import Callable
 
 from common.settings import Settings, get_settings
 from workers.errors import UnknownOperator
 from workers.operators.base import Operator, OperatorReply
 
 __all__ = ["OPERATORS", "Operator", "OperatorReply", "make_operator"]
-
-# Short name -> "module:factory"; a factory takes (argument after the colon or None, settings).
-OPERATORS: dict[str, str] = {
-    "oracle": "workers.operators:_oracle",
-    "scripted": "workers.operators:_scripted",
-    "litellm": "workers.operators:_litellm",
-    "student": "workers.operators:_student",
-}
 
 
 def make_operator(spec: str, settings: Settings | None = None) -> Operator:
@@ -33,9 +25,7 @@ def make_operator(spec: str, settings: Settings | None = None) -> Operator:
     if name not in OPERATORS:
         raise UnknownOperator(f"unknown operator {spec!r}; valid: {', '.join(sorted(OPERATORS))} "
                               "(litellm and student take ':MODEL' / ':ADAPTER')")
-    module, _, attr = OPERATORS[name].partition(":")
-    factory = getattr(importlib.import_module(module), attr)
-    return factory(arg or None, settings or get_settings(), spec)
+    return OPERATORS[name](arg or None, settings or get_settings(), spec)
 
 
 def _oracle(arg: str | None, settings: Settings, spec: str) -> Operator:
@@ -74,3 +64,10 @@ def _student(arg: str | None, settings: Settings, spec: str) -> Operator:
     if not arg:
         raise UnknownOperator("student needs an adapter name: 'student:ADAPTER'")
     return student_operator(arg, settings)
+
+
+# Short name -> factory (argument after the colon or None, settings, the whole spec). Each
+# factory imports its operator's module itself, so only the operators in use are loaded.
+OPERATORS: dict[str, Callable[[str | None, Settings, str], Operator]] = {
+    "oracle": _oracle, "scripted": _scripted, "litellm": _litellm, "student": _student,
+}

@@ -6,7 +6,9 @@
     r.text, r.tokens_in, r.tokens_out, r.latency_ms
 
 `reply` raises `workers.errors.OperatorError` when no reply can be had (the rollout records
-`operator_error`); it never raises for a bad reply: a bad reply is data.
+`operator_error`), or its subclass `ModelUnavailable` when the model provider is down (a
+failure of the farm: nothing is recorded, the task retries); it never raises for a bad
+reply: a bad reply is data.
 """
 
 from __future__ import annotations

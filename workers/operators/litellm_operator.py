@@ -5,8 +5,9 @@
 
 A student is an adapter served by the GPU node's OpenAI-compatible endpoint, so it is
 litellm's `openai/ADAPTER` at `settings.student_api_base`. Rate limits and transient
-failures are retried with exponential backoff; anything else (bad model string, auth,
-bad request) fails at once. Either way the caller gets an `OperatorError`.
+failures are retried with exponential backoff, and past the retries raise `ModelUnavailable`
+(a failure of the farm: the rollout task retries the episode); anything else (bad model
+string, auth, bad request) fails at once with an `OperatorError` (recorded as the outcome).
 """
 
 from __future__ import annotations
@@ -18,22 +19,15 @@ import time
 from common.bundle import Bundle
 from common.settings import Settings
 from common.trajectory import Message
-from workers.errors import OperatorError, UnknownOperator
+from workers.errors import ModelUnavailable, OperatorError, UnknownOperator
 from workers.operators.base import OperatorReply
+from workers.provider_errors import transient_provider_errors
 
 # Keep litellm offline: no fetch of the remote model cost map at import.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 # A local server still needs some key in the request; it ignores its value.
 PLACEHOLDER_KEY = "sk-sekfarm-local"
-
-
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    import litellm
-
-    e = litellm.exceptions
-    return (e.RateLimitError, e.APIConnectionError, e.Timeout, e.ServiceUnavailableError,
-            e.InternalServerError, e.BadGatewayError)
 
 
 class LitellmOperator:
@@ -67,7 +61,7 @@ class LitellmOperator:
     def reply(self, messages: list[Message]) -> OperatorReply:
         import litellm
 
-        transient = _transient_errors()
+        transient = transient_provider_errors()
         payload = [{"role": m.role, "content": m.content} for m in messages]
         start = time.perf_counter()
         last: BaseException | None = None
@@ -98,7 +92,7 @@ class LitellmOperator:
                 tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
                 latency_ms=(time.perf_counter() - start) * 1000,
             )
-        raise OperatorError(
+        raise ModelUnavailable(
             f"{self.spec}: no reply after {self.retries + 1} attempts "
             f"({type(last).__name__}: {str(last)[:300]}); check the API base and the model server"
         ) from last
