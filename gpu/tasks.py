@@ -17,9 +17,10 @@ import logging
 
 from celery.signals import worker_ready, worker_shutdown
 
+from common.farm_store import store_for
 from common.settings import get_settings
 from workers.celery_app import EVAL_TASK, TRAIN_TASK, app
-from workers.pipeline import Pipeline, store_for
+from workers.pipeline import Pipeline
 
 log = logging.getLogger("gpu.tasks")
 

@@ -50,9 +50,9 @@ def _settings(store: str | None, broker: str | None = None) -> Settings:
 
 
 def _store(settings: Settings):
-    from common.store import Store
+    from common.farm_store import store_for
 
-    return Store(settings.store)
+    return store_for(settings)
 
 
 store_option = click.option("--store", default=None, help="Artifact store URL or directory (default: FARM_STORE).")
@@ -98,9 +98,10 @@ def enqueue(scenarios, samples, author, operator, split, seed, store, broker) ->
 @click.option("--watch", is_flag=True, help="Live progress bars (Ctrl-C to stop).")
 @click.option("--interval", type=float, default=2.0, show_default=True)
 @click.option("--samples", type=int, default=None, help="Samples per scenario, for the rollout bar's total.")
+@click.option("--recount", is_flag=True, help="Rebuild the counters from the store (reads every artifact once).")
 @store_option
 @broker_option
-def status(as_json, watch, interval, samples, store, broker) -> None:
+def status(as_json, watch, interval, samples, recount, store, broker) -> None:
     """Counts per stage: authored, admitted, rejected by reason, rollouts, kept, outcomes, pairs."""
     from producer.status import collect, table
     from producer.status import watch as watch_live
@@ -114,7 +115,10 @@ def status(as_json, watch, interval, samples, store, broker) -> None:
         except KeyboardInterrupt:
             pass
         return
-    result = collect(st, client)
+    if recount and client is None:
+        raise ProducerError(f"--recount rebuilds the counters in the broker's Redis, and none answers at "
+                            f"{settings.broker_url}: start it or pass --broker")
+    result = collect(st, client, recount=recount)
     if as_json:
         click.echo(result.model_dump_json())
     else:
@@ -135,14 +139,21 @@ def _broker_or_none(url: str):
 
 
 @main.command()
-@click.option("--out", default=None, help="Directory for sft.jsonl and dpo.jsonl (default: <store>/exports).")
+@click.option("--out", default=None, help="A local directory for the shards (default: the store's exports/).")
+@click.option("--shard-rows", type=click.IntRange(1), default=10_000, show_default=True, help="Rows per JSONL shard.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @store_option
-def export(out, store) -> None:
-    """Write SFT (keepers) and DPO (pairs) JSONL from the store; train split only."""
+def export(out, shard_rows, as_json, store) -> None:
+    """Append SFT (keepers) and DPO (pairs) JSONL shards and a manifest; train split only."""
     from producer.exporting import export as do_export
 
-    sft_path, dpo_path, n_sft, n_dpo = do_export(_store(_settings(store)), out)
-    click.echo(f"SFT: {n_sft} rows -> {sft_path}\nDPO: {n_dpo} rows -> {dpo_path}")
+    result = do_export(_store(_settings(store)), out, shard_rows=shard_rows)
+    if as_json:
+        click.echo(result.model_dump_json())
+        return
+    for fmt in ("sft", "dpo"):
+        click.echo(f"{fmt.upper()}: {result.rows.get(fmt, 0)} rows (+{result.added.get(fmt, 0)} new)")
+    click.echo(f"manifest: {result.manifest}")
 
 
 @main.command()
@@ -222,7 +233,7 @@ def run(scenarios, samples, author, operator, seed, timeout, as_json, store) -> 
     if summary.rejected:
         click.echo("rejected: " + json.dumps(summary.rejected))
     click.echo("outcomes: " + json.dumps(summary.outcomes))
-    click.echo(f"SFT {summary.sft_rows} rows -> {summary.sft_path}\nDPO {summary.dpo_rows} rows -> {summary.dpo_path}")
+    click.echo(f"SFT {summary.sft_rows} rows, DPO {summary.dpo_rows} rows; manifest: {summary.export_manifest}")
     if not summary.finished:
         sys.exit(1)
 

@@ -21,8 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from common.farm_store import redis_client, store_for
 from common.settings import Settings
 from common.store import Store
 from producer.child_process import die_with_parent
@@ -95,8 +96,7 @@ class RunSummary(BaseModel):
     dead_letters: int
     sft_rows: int
     dpo_rows: int
-    sft_path: str | None
-    dpo_path: str | None
+    export_manifest: str = Field(description="The export's manifest, listing the SFT and DPO shards.")
     seconds: float
     finished: bool
 
@@ -116,12 +116,12 @@ def run_embedded(scenarios: int, samples: int, seed: int, author: str, operator:
     from workers.pipeline import Pipeline
 
     started = time.monotonic()
-    store = Store(store_url)
     work = Path(tempfile.mkdtemp(prefix="sekfarm-run-"))
     with LocalRedis(work / "redis") as redis_server:
         run_settings = settings.model_copy(update={"broker_url": redis_server.url, "result_backend": redis_server.url,
                                                    "store": store_url})
         env = worker_env(run_settings, redis_server.url, store_url)
+        store = store_for(run_settings)
         workers = [
             spawn_worker("stages", ["author", "gate", "pairs"], env, work, concurrency=2),
             spawn_worker("rollout", ["rollout"], env, work, concurrency=run_settings.rollout_concurrency),
@@ -136,13 +136,15 @@ def run_embedded(scenarios: int, samples: int, seed: int, author: str, operator:
         finally:
             for w in workers:
                 w.stop()
-    status = collect(store)
-    sft_path, dpo_path, sft_n, dpo_n = exporting.export(store)
+        # Counted as the workers wrote, in this run's Redis (checked against the store first).
+        status = collect(store, redis_client(redis_server.url))
+    exported = exporting.export(store)
     return RunSummary(
         scenarios=scenarios, samples=samples, authored=status.authored, admitted=status.admitted,
         rejected=status.rejected, rollouts=status.rollouts, kept=status.kept, outcomes=status.outcomes,
-        pairs=status.pairs, dead_letters=status.dead_letters, sft_rows=sft_n, dpo_rows=dpo_n,
-        sft_path=sft_path, dpo_path=dpo_path, seconds=round(time.monotonic() - started, 1), finished=finished,
+        pairs=status.pairs, dead_letters=status.dead_letters, sft_rows=exported.rows.get("sft", 0),
+        dpo_rows=exported.rows.get("dpo", 0), export_manifest=exported.manifest,
+        seconds=round(time.monotonic() - started, 1), finished=finished,
     )
 
 

@@ -9,10 +9,10 @@ import re
 import pytest
 
 from common.settings import Settings
-from common.trajectory import Trajectory
+from common.trajectory import Trajectory, deploy_problems
 from sandbox import DockerSandboxConfig, FakeSandboxConfig
 from tests.bundles_fixture import all_bundles, blocked_bundle, empty_queue_bundle, success_bundle
-from workers.record import deploy_problems, shell_prompt
+from workers.record import shell_prompt
 from workers.rollout import run_episode, trajectory_id
 
 FAKE = FakeSandboxConfig()

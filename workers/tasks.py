@@ -17,11 +17,12 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError
 
+from common.farm_store import store_for
 from common.settings import get_settings
 from workers.celery_app import AUTHOR_TASK, GATE_TASK, NOOP_TASK, PAIRS_TASK, ROLLOUT_TASK, app
 from workers.dead_letter import count_attempt, record_dead_letter
 from workers.errors import WorkerError
-from workers.pipeline import Pipeline, store_for
+from workers.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 _LITELLM_TRANSIENT = {"RateLimitError", "Timeout", "APIConnectionError", "ServiceUnavailableError",
