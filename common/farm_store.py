@@ -46,3 +46,32 @@ def store_for(settings: Settings | None = None) -> Store:
             store.counts = StoreCounts(store, redis_client(settings.broker_url))
             _stores[key] = store
         return _stores[key]
+
+
+def check_store(url: str, options: dict | None = None, timeout_s: float = 30.0) -> Store:
+    """The store, once it has answered a read and a write (its identity); else a `StoreError`
+    naming the URL and what to fix, within `timeout_s` whatever the backend does."""
+    import concurrent.futures
+
+    from common.errors import StoreError, StoreUnavailable
+
+    def probe() -> Store:
+        store = Store(url, options)
+        store.identity()
+        return store
+
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-check")
+    try:
+        return pool.submit(probe).result(timeout_s)
+    except concurrent.futures.TimeoutError:
+        raise StoreUnavailable(f"the store at {url} did not answer within {timeout_s:.0f} s: is its server up, "
+                               "and FARM_STORE_OPTIONS' endpoint_url (or AWS_ENDPOINT_URL) right?") from None
+    except StoreError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, FileNotFoundError):
+            bucket = url.split("://", 1)[-1].split("/", 1)[0]
+            raise StoreError(f"the store at {url} has no bucket {bucket!r} (the server says: {cause}): create it "
+                             f"(e.g. `aws s3 mb s3://{bucket}`) or fix FARM_STORE") from None
+        raise
+    finally:
+        pool.shutdown(wait=False)

@@ -49,12 +49,6 @@ def _settings(store: str | None, broker: str | None = None) -> Settings:
     return get_settings().model_copy(update=overrides) if overrides else get_settings()
 
 
-def _store(settings: Settings):
-    from common.farm_store import store_for
-
-    return store_for(settings)
-
-
 store_option = click.option("--store", default=None, help="Artifact store URL or directory (default: FARM_STORE).")
 broker_option = click.option("--broker", default=None, help="Redis broker URL (default: FARM_BROKER_URL).")
 
@@ -75,7 +69,7 @@ def main() -> None:
 @broker_option
 def enqueue(scenarios, samples, author, operator, split, seed, store, broker) -> None:
     """Enqueue authoring; admitted scenarios flow on to rollouts and pairs by themselves."""
-    from producer.preflight import check_author, check_broker, check_operator
+    from producer.preflight import check_author, check_broker, check_operator, check_same_store, check_store
     from workers.celery_app import configure
     from workers.pipeline import Pipeline
 
@@ -84,9 +78,11 @@ def enqueue(scenarios, samples, author, operator, split, seed, store, broker) ->
     samples = samples or settings.samples
     check_author(author)
     check_operator(operator, settings)
-    check_broker(settings.broker_url)
+    client = check_broker(settings.broker_url)
+    st = check_store(settings)
+    check_same_store(st, client)
     configure(settings)
-    sent = Pipeline(_store(settings), settings).enqueue_authoring(scenarios, samples, seed, author, operator, split)
+    sent = Pipeline(st, settings).enqueue_authoring(scenarios, samples, seed, author, operator, split)
     new = sum(1 for _, was_sent in sent if was_sent)
     click.echo(f"enqueued {new} author task(s) for {scenarios} scenario(s) x {samples} sample(s) "
                f"[author={author}, operator={operator}, seed={seed}]"
@@ -106,9 +102,11 @@ def status(as_json, watch, interval, samples, recount, store, broker) -> None:
     from producer.status import collect, table
     from producer.status import watch as watch_live
 
+    from producer.preflight import check_store
+
     settings = _settings(store, broker)
     client = _broker_or_none(settings.broker_url)
-    st = _store(settings)
+    st = check_store(settings)
     if watch:
         try:
             watch_live(st, client, samples=samples or settings.samples, interval=interval)
@@ -146,8 +144,9 @@ def _broker_or_none(url: str):
 def export(out, shard_rows, as_json, store) -> None:
     """Append SFT (keepers) and DPO (pairs) JSONL shards and a manifest; train split only."""
     from producer.exporting import export as do_export
+    from producer.preflight import check_store
 
-    result = do_export(_store(_settings(store)), out, shard_rows=shard_rows)
+    result = do_export(check_store(_settings(store)), out, shard_rows=shard_rows)
     if as_json:
         click.echo(result.model_dump_json())
         return
@@ -162,16 +161,16 @@ def export(out, shard_rows, as_json, store) -> None:
 def train(store, broker) -> None:
     """Enqueue a training job now on every train-split keeper in the store (the GPU node runs it)."""
     from common.trajectory import Trajectory
-    from producer.preflight import check_broker
+    from producer.preflight import check_broker, check_same_store, check_store
     from workers.celery_app import configure
     from workers.pipeline import Pipeline
 
     settings = _settings(store, broker)
-    st = _store(settings)
+    st = check_store(settings)
     keepers = [t.id for t in st.iter("trajectories", Trajectory) if t.keep and t.split == "train"]
     if not keepers:
         raise ProducerError("no train-split keepers in the store yet: run `producer enqueue` first")
-    check_broker(settings.broker_url)
+    check_same_store(st, check_broker(settings.broker_url))
     configure(settings)
     task_id = Pipeline(st, settings).request_training(keepers, reason="on_demand")
     click.echo(f"training requested on {len(keepers)} keeper(s): task {task_id} (queue 'train')")
@@ -204,12 +203,13 @@ def cleanup(older_than) -> None:
 def run(scenarios, samples, author, operator, seed, timeout, as_json, store) -> None:
     """The whole pipeline in one command: private Redis, real workers, export at the end."""
     from producer.embedded import run_embedded
-    from producer.preflight import check_author, check_operator, check_sandbox
+    from producer.preflight import check_author, check_operator, check_sandbox, check_store
 
     settings = _settings(store)
     check_author(author)
     check_operator(operator, settings)
     check_sandbox(settings)
+    check_store(settings)
     store_url = os.path.abspath(settings.store) if "://" not in settings.store else settings.store
 
     last = [None]

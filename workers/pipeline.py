@@ -23,6 +23,7 @@ from common.settings import Settings, get_settings
 from common.store import Store
 from common.store_counts import redis_namespace
 from workers.celery_app import AUTHOR_TASK, GATE_TASK, PAIRS_TASK, ROLLOUT_TASK, TRAIN_TASK, app
+from workers.store_guard import stamp
 
 SENT_TTL_S = 30 * 24 * 3600
 _KEEPERS_LUA = """
@@ -79,7 +80,7 @@ class Pipeline:
         marker = self.keys.sent(task_id)
         if self.redis.exists(marker):
             return False
-        app.send_task(name, kwargs=kwargs, task_id=task_id)
+        app.send_task(name, kwargs=kwargs, task_id=task_id, headers=stamp(self.store))
         self.redis.set(marker, 1, ex=SENT_TTL_S)
         return True
 

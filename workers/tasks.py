@@ -23,6 +23,7 @@ from workers.celery_app import AUTHOR_TASK, GATE_TASK, NOOP_TASK, PAIRS_TASK, RO
 from workers.dead_letter import count_attempt, record_dead_letter
 from workers.errors import WorkerError
 from workers.pipeline import Pipeline
+from workers.store_guard import refuse_foreign
 
 log = logging.getLogger(__name__)
 _LITELLM_TRANSIENT = {"RateLimitError", "Timeout", "APIConnectionError", "ServiceUnavailableError",
@@ -63,6 +64,7 @@ class FarmTask(Task):
             return self.run(*args, **kwargs)
         settings = get_settings()
         store = store_for(settings)
+        refuse_foreign(self, store)  # sent by a farm on another store: put back, never run here
         pipe = Pipeline(store, settings)
         attempt = count_attempt(pipe.redis, pipe.keys.attempts(req.id))
         worker = f"{socket.gethostname()}:{req.hostname or ''}"
