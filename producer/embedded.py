@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from common.errors import StoreUnavailable
 from common.farm_store import redis_client, store_for
 from common.settings import Settings
 from common.store import Store
@@ -71,7 +72,7 @@ class WorkerProcess:
 
 def spawn_worker(name: str, queues: list[str], env: dict[str, str], log_dir: Path, *, pool: str = "threads",
                  concurrency: int = 4, extra: list[str] | None = None,
-                 death_signal: int = signal.SIGTERM) -> WorkerProcess:
+                 death_signal: int = signal.SIGTERM, cwd: str | Path | None = None) -> WorkerProcess:
     """A Celery worker child; `death_signal` reaches it if this process dies (see child_process)."""
     log = Path(log_dir) / f"worker-{name}.log"
     cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", ",".join(queues),
@@ -79,7 +80,7 @@ def spawn_worker(name: str, queues: list[str], env: dict[str, str], log_dir: Pat
            "--without-gossip", "--without-mingle", "-E", *(extra or [])]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=functools.partial(die_with_parent, death_signal))
+                                preexec_fn=functools.partial(die_with_parent, death_signal), cwd=cwd)
     return WorkerProcess(name, proc, log)
 
 
@@ -157,17 +158,22 @@ def _wait(store: Store, pipe, author_ids: list[str], timeout_s: float, progress,
         for w in workers:
             if w.proc.poll() is not None:
                 raise ProducerError(f"worker {w.name} died; its log:\n{w.tail()}")
-        manifests = [store.get("tasks", t) for t in author_ids if store.exists("tasks", t)]
+        try:
+            manifests = [store.get("tasks", t) for t in author_ids if store.exists("tasks", t)]
+            rollouts, dead = store.count("trajectories"), store.count("dead")
+        except StoreUnavailable:  # the store is away for a moment: the workers retry, so do we
+            time.sleep(1.0)
+            continue
         bundles = {b for m in manifests for b in m["bundles"]}
         finished = pipe.finished() & bundles
         if progress:
-            progress(len(manifests), len(author_ids), len(finished), len(bundles), store.count("trajectories"))
+            progress(len(manifests), len(author_ids), len(finished), len(bundles), rollouts)
         if len(manifests) == len(author_ids) and len(finished) == len(bundles):
             return True
-        key = (len(manifests), len(finished), store.count("trajectories"), store.count("dead"))
+        key = (len(manifests), len(finished), rollouts, dead)
         if key != last_key:
             last_key, last_progress = key, time.monotonic()
-        elif store.count("dead") > dead_before and time.monotonic() - last_progress > 30:
+        elif dead > dead_before and time.monotonic() - last_progress > 30:
             return False  # tasks died and nothing moved since: do not wait for work that will never come
         time.sleep(0.5)
     return False

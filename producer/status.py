@@ -82,11 +82,12 @@ def from_counts(raw: dict[str, int], **extra) -> FarmStatus:
 
 def queue_depths(redis_client) -> dict[str, int]:
     """Waiting messages per queue (kombu keeps one Redis list per queue and priority step)."""
-    out = {}
+    pipe = redis_client.pipeline(transaction=False)
     for q in QUEUES:
-        keys = [q] + [f"{q}\x06\x16{p}" for p in (3, 6, 9)]
-        out[q] = sum(int(redis_client.llen(k)) for k in keys)
-    return out
+        for key in [q] + [f"{q}\x06\x16{p}" for p in (3, 6, 9)]:
+            pipe.llen(key)
+    lengths = iter(pipe.execute())
+    return {q: sum(int(next(lengths)) for _ in range(4)) for q in QUEUES}
 
 
 def table(status: FarmStatus) -> Table:

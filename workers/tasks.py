@@ -17,6 +17,7 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError
 
+from common.errors import StoreUnavailable
 from common.farm_store import store_for
 from common.settings import get_settings
 from workers.celery_app import AUTHOR_TASK, GATE_TASK, NOOP_TASK, PAIRS_TASK, ROLLOUT_TASK, app
@@ -44,8 +45,8 @@ def is_transient(exc: BaseException) -> bool:
     """Errors worth a retry: the engine or broker hiccuped, a model provider throttled us."""
     from sandbox.errors import EngineUnavailable
 
-    if isinstance(exc, (EngineUnavailable, TransientEpisodeFailure, redis.ConnectionError, redis.TimeoutError,
-                        OperationalError)):
+    if isinstance(exc, (EngineUnavailable, TransientEpisodeFailure, StoreUnavailable, redis.ConnectionError,
+                        redis.TimeoutError, OperationalError)):
         return True
     # litellm's types are matched by name so the workers need not import litellm to classify.
     return any(c.__module__.startswith("litellm") and c.__name__ in _LITELLM_TRANSIENT for c in type(exc).__mro__)
