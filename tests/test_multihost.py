@@ -51,14 +51,29 @@ def _host_dir(name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"sekfarm-{name}-"))
 
 
-def _engine_episodes(url: str | None, since: float) -> set[str]:
-    """Episode ids of the rollout sandboxes an engine created since `since` (from its own events)."""
-    import docker
+class EngineWatch:
+    """The episode ids of the rollout sandboxes an engine creates while watched, from its own
+    event stream (an engine keeps only its last events, too few on a busy one to ask afterwards)."""
 
-    client = docker.DockerClient(base_url=url) if url else docker.from_env()
-    events = client.events(since=int(since), until=int(time.time()) + 1, decode=True,
-                           filters={"type": "container", "event": "create", "label": "org.sekfarm.role=rollout"})
-    return {e["Actor"]["Attributes"]["org.sekfarm.episode"] for e in events}
+    def __init__(self, url: str | None):
+        import docker
+
+        client = docker.DockerClient(base_url=url) if url else docker.from_env()
+        self.episodes: set[str] = set()
+        self._stream = client.events(decode=True, filters={"type": "container", "event": "create",
+                                                           "label": "org.sekfarm.role=episode"})
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        try:
+            for event in self._stream:
+                self.episodes.add(event["Actor"]["Attributes"]["org.sekfarm.episode"])
+        except Exception:  # the stream closed
+            pass
+
+    def stop(self) -> set[str]:
+        self._stream.close()
+        return self.episodes
 
 
 def _bucket_ids(moto, url: str, kind: str) -> list[str]:
@@ -77,6 +92,7 @@ def _bucket_ids(moto, url: str, kind: str) -> list[str]:
 @pytest.mark.docker
 @pytest.mark.redis
 @pytest.mark.model
+@pytest.mark.timeout(1500)  # the base model's load and two training steps on a shared 2-core machine
 def test_a_loop_round_across_two_engines_a_gpu_node_and_an_s3_store(prerequisites, moto, redis_server, tmp_path):
     import importlib.util
 
@@ -94,9 +110,9 @@ def test_a_loop_round_across_two_engines_a_gpu_node_and_an_s3_store(prerequisite
               "FARM_RESULT_BACKEND": redis_server.url, "FARM_STORE": store_url,
               "FARM_STUDENT_API_BASE": f"http://127.0.0.1:{gpu_port}/v1"}
     shared.pop("FARM_DOCKER_URL", None)
-    started = time.time()
     with DockerEngine() as engine_b:
         engine_b.load_image(IMAGE)
+        watch_a, watch_b = EngineWatch(None), EngineWatch(engine_b.url)
         host_a, host_b, gpu_dir = _host_dir("host-a"), _host_dir("host-b"), _host_dir("gpu")
         workers = [
             spawn_worker("stages-a", ["author", "gate", "pairs"], shared, tmp_path, concurrency=2, cwd=host_a),
@@ -127,16 +143,16 @@ def test_a_loop_round_across_two_engines_a_gpu_node_and_an_s3_store(prerequisite
                     print(f"--- {w.name}\n{w.tail(60)}")
             assert loop.returncode == 0, loop.stderr[-3000:]
             record = json.loads(loop.stdout.strip().splitlines()[-1])[0]
-            episodes_a = _engine_episodes(None, started)
-            episodes_b = _engine_episodes(engine_b.url, started)
         finally:
+            episodes_a, episodes_b = watch_a.stop(), watch_b.stop()
             for w in workers:
                 w.stop(60)
 
-    # Rollouts were recorded from both engines, and every recorded one ran on exactly one of them.
+    # Every recorded rollout ran on one of the two engines, and both engines ran some. (The first
+    # engine is this machine's own, so other sandboxes may show in its events too.)
     trajectories = _bucket_ids(moto, store_url, "trajectories")
-    assert episodes_a and episodes_b, (episodes_a, episodes_b)
-    assert set(trajectories) == episodes_a | episodes_b and not episodes_a & episodes_b
+    assert set(trajectories) <= episodes_a | episodes_b
+    assert set(trajectories) & episodes_a and set(trajectories) & episodes_b, (episodes_a, episodes_b)
     # The adapter was trained on the GPU node, published to the store, and loaded back from it to serve.
     assert record["method"] == "sft" and record["adapter"] and record["kept"] > 0
     assert f"{record['adapter']}.tar.gz" in _bucket_ids(moto, store_url, "adapters")
