@@ -96,6 +96,7 @@ def _bucket_ids(moto, url: str, kind: str) -> list[str]:
 def test_a_loop_round_across_two_engines_a_gpu_node_and_an_s3_store(prerequisites, moto, redis_server, tmp_path):
     import importlib.util
 
+    from common.node_names import node_name
     from common.store import Store
     from common.trajectory import Trajectory
     from producer.embedded import WorkerProcess, spawn_worker
@@ -120,14 +121,14 @@ def test_a_loop_round_across_two_engines_a_gpu_node_and_an_s3_store(prerequisite
             spawn_worker("rollout-b", ["rollout"], {**shared, "FARM_DOCKER_URL": engine_b.url}, tmp_path,
                          concurrency=1, cwd=host_b),
         ]
-        gpu_log = tmp_path / "worker-gpu.log"
+        gpu_log, gpu_node = tmp_path / "worker-gpu.log", node_name("gpu")
         with open(gpu_log, "wb") as out:
             gpu = subprocess.Popen(
-                [sys.executable, "-m", "gpu.worker", "-n", "gpu@%h", "--without-gossip", "--without-mingle"],
+                [sys.executable, "-m", "gpu.worker", "-n", gpu_node, "--without-gossip", "--without-mingle"],
                 env={**shared, "FARM_GPU_WORKDIR": str(gpu_dir / "work"), "FARM_GPU_PORT": str(gpu_port),
                      "FARM_GPU_HOST": "127.0.0.1"}, cwd=gpu_dir, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        workers.append(WorkerProcess("gpu", gpu, gpu_log))
+        workers.append(WorkerProcess("gpu", gpu, gpu_log, gpu_node))
         try:
             for w in workers:
                 w.wait_ready(180)
