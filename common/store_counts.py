@@ -2,7 +2,7 @@
 few keys instead of every artifact in the store.
 
     counts = StoreCounts(store, redis_client)   # Store(url, counts=counts) notes every put
-    counts.current()     # {"trajectories": 812, "trajectories:kept": 501, "gate:rejected:negative": 3, ...}
+    counts.current()     # ({"trajectories": 812, "trajectories:kept": 501, "gate:rejected:negative": 3, ...}, None)
     counts.recount()     # rebuild from the store (`producer status --recount`)
 
 Keys, under the store's namespace `sekfarm:<store identity>`:
@@ -111,11 +111,13 @@ class StoreCounts:
         return added + sum(pipe.execute())
 
     # --- reading
-    def current(self, wait_s: float = 600.0) -> dict[str, int]:
-        """The counts, checked first: repaired from the store if Redis lost or may have lost them."""
-        if self.stale():
+    def current(self, wait_s: float = 600.0) -> tuple[dict[str, int], str | None]:
+        """(the counts, why they were checked against the store first, or None): repaired from
+        the store when Redis lost or may have lost them."""
+        why = self.stale()
+        if why:
             self.repair(wait_s=wait_s)
-        return {k.decode(): int(v) for k, v in self.redis.hgetall(self._counts).items()}
+        return {k.decode(): int(v) for k, v in self.redis.hgetall(self._counts).items()}, why
 
     def stale(self) -> str | None:
         """Why the counts cannot be trusted as they are (None: they can)."""

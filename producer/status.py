@@ -47,10 +47,8 @@ def collect(store: Store, redis_client=None, recount: bool = False) -> FarmStatu
     counts = StoreCounts(store, redis_client)
     if recount:
         counts.recount()
-        why = "recounted on request"
-    else:
-        why = counts.stale()
-    return from_counts(counts.current(), queued=queue_depths(redis_client), checked=why)
+    raw, why = counts.current()
+    return from_counts(raw, queued=queue_depths(redis_client), checked="recounted on request" if recount else why)
 
 
 def scan(store: Store) -> dict[str, int]:
