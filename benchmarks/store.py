@@ -84,30 +84,32 @@ def timed(fn, n: int) -> dict[str, float]:
     return {"median_ms": round(statistics.median(times), 3), "p95_ms": round(times[int(0.95 * (n - 1))], 3)}
 
 
-def measure(store: Store, client, size: int, have: int, ops: int) -> dict:
+def measure(store: Store, client, size: int, filled: int, extra: int, ops: int) -> dict:
+    """At `size` filled trajectories (plus `extra` from earlier timed puts)."""
     counts = StoreCounts(store, client)
     store.counts = None  # fill counts in bulk; the timed puts count one by one below
-    fill(store, counts, have, size)
+    fill(store, counts, filled, size)
     counts.repair()  # the state marker (the fill counted everything already: nothing is read)
     store.counts = counts
     out: dict = {"trajectories": size}
-    extra = [trajectory(10 ** 8 + size + i) for i in range(ops)]
-    out["put"] = timed(lambda i: store.put("trajectories", extra[i].id, extra[i]), ops)
+    new = [trajectory(10 ** 8 + size + i) for i in range(ops)]
+    out["put"] = timed(lambda i: store.put("trajectories", new[i].id, new[i]), ops)
     out["get"] = timed(lambda i: store.get("trajectories", f"traj-{(i * 7919) % size:08d}"), ops)
     t = time.perf_counter()
     listed = len(store.ids("trajectories"))
     out["list_s"] = round(time.perf_counter() - t, 3)
-    assert listed == size + ops, (listed, size + ops)
+    assert listed == size + extra + ops, (listed, size + extra + ops)
     status = collect(store, client)
-    assert status.rollouts == size + ops, (status.rollouts, size + ops)
+    assert status.rollouts == listed, (status.rollouts, listed)
     out["status"] = timed(lambda i: collect(store, client), 20)
     return out
 
 
-def export_run(url: str, options: dict, out_dir: str) -> dict:
+def export_run(url: str, options: dict, out_dir: str, trajectories: int) -> dict:
     proc = subprocess.run([sys.executable, "-c", _EXPORT, url, json.dumps(options), out_dir], capture_output=True,
                           text=True, check=True, cwd=str(Path(__file__).resolve().parents[1]))
     data = json.loads(proc.stdout.strip().splitlines()[-1])
+    data["trajectories_per_s"] = round(trajectories / data["seconds"], 1)  # every one is read, keeper or not
     data["rows_per_s"] = round(data["rows"] / data["seconds"], 1)
     return data
 
@@ -140,13 +142,13 @@ def main() -> None:
             servers.append(s3)
             backends["s3"] = (f"s3://{s3.bucket()}/farm", s3.options())
         for name, (url, options) in backends.items():
-            store, have = Store(url, options), 0
+            store, filled = Store(url, options), 0
             result[name] = []
-            for size in sizes:
-                row = measure(store, client, size, have, ops)
-                have = size + ops  # the timed puts stay in the store
+            for k, size in enumerate(sizes):
+                row = measure(store, client, size, filled, k * ops, ops)  # the timed puts stay in the store
+                filled = size
                 if name == "local":
-                    row["export"] = export_run(url, options, str(work / f"export-{size}"))
+                    row["export"] = export_run(url, options, str(work / f"export-{size}"), size + (k + 1) * ops)
                     shutil.rmtree(work / f"export-{size}", ignore_errors=True)
                 print(f"{name} {size}: {json.dumps(row)}", flush=True)
                 result[name].append(row)
