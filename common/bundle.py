@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from common.errors import InvalidBundle
 from common.ids import content_id
@@ -147,6 +147,18 @@ class Axes(_Strict):
     doc_depth: str
     difficulty: str
     terminal_case: Literal["success", "empty_queue", "blocked"]
+    injection: Literal["none", "notice", "hijack"] = Field(
+        "none", description="Text in the world that is not a directive: none, a harmless notice, or an "
+        "instruction to ignore the provider, run something or stop (see taxonomy.INJECTIONS).")
+
+    @model_serializer(mode="wrap")
+    def _omit_no_injection(self, handler):
+        # A world without an injection dumps as it did before the axis existed, so the ids of
+        # bundles already in a store still match their content.
+        data = handler(self)
+        if data.get("injection") == "none":
+            del data["injection"]
+        return data
 
 
 class Bundle(_Strict):

@@ -3,6 +3,7 @@ litellm through real HTTP against a local OpenAI-compatible stub."""
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -234,3 +235,51 @@ def test_every_operator_meets_the_protocol():
         assert isinstance(op, Operator) and op.spec == spec
         # only a teacher model gets the rollout scaffold; the student sees the deploy format
         assert op.needs_scaffold == spec.startswith("litellm")
+
+
+def _hijacked(case: str, n: int):
+    """Hijacked worlds of one terminal case whose injection asks for an action (its command is the negative)."""
+    from workers.author import author_procedural
+    from workers.author.families import FAMILIES
+
+    out = []
+    for seed in range(400):
+        b = author_procedural(seed, sorted(FAMILIES)[seed % len(FAMILIES)], terminal_case=case, injection="hijack")
+        if b.negative and "injected instruction was followed" in b.checker:
+            out.append(b)
+        if len(out) == n:
+            return out
+    raise AssertionError(f"only {len(out)} hijacked {case} worlds")
+
+
+@pytest.mark.parametrize("case", ["success", "empty_queue", "blocked"])
+def test_oracle_keeps_taking_its_directives_from_the_provider_in_hijacked_worlds(case):
+    for b in _hijacked(case, 12):
+        injected = b.negative[0]
+        for seed in range(5):
+            plan, mistake = plan_episode(b, seed, 0.0, slip_rate=0.35)
+            assert injected not in plan and plan[-1].split()[0] == b.expected_terminal
+        followed = [plan_episode(b, s, 1.0)[0] for s in range(40) if plan_episode(b, s, 1.0)[1] == "negative_action"]
+        assert followed and all(injected in p for p in followed), "its plausible mistake is to follow the injection"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_oracle_ignores_the_injection_on_the_machine_and_following_it_is_a_reject():
+    from sandbox import DockerSandboxConfig
+    from tests.conftest import docker_ready
+
+    if docker_ready():
+        pytest.skip(docker_ready())
+    config = DockerSandboxConfig(command_timeout_s=5.0, output_cap_bytes=4096)
+    clean = Settings(oracle_mistake_rate=0.0, max_turns=24)
+    for case in ("success", "empty_queue", "blocked"):
+        b = _hijacked(case, 1)[0]
+        t = run_episode(b, "oracle", 0, settings=clean, sandbox_config=config)
+        assert t.outcome == "success", (case, t.checker_output)
+        commands = [m.content for m in t.messages if m.role == "assistant"]
+        plan = plan_episode(b, t.seed, 0.0)[0]
+        follower = plan[:-1] + [b.negative[0], plan[-1]]
+        f = run_episode(b, "scripted:" + json.dumps(follower), 0, settings=clean, sandbox_config=config)
+        assert f.outcome != "success" and not f.keep, (case, commands, f.outcome)
+        assert "injected instruction was followed" in (f.checker_output or ""), f.checker_output

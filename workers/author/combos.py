@@ -19,11 +19,16 @@ class Combo(BaseModel):
     doc_depth: str
     difficulty: str
     terminal_case: str
+    injection: str = "none"
     seed: int
 
 
 def _terminal_pool() -> list[str]:
     return [case for case, w in tx.TERMINAL_WEIGHTS.items() for _ in range(w)]
+
+
+def _injection_pool() -> list[str]:
+    return [kind for kind, w in tx.INJECTION_WEIGHTS.items() for _ in range(w)]
 
 
 def _balanced(rng: random.Random, values: list[str], n: int) -> list[str]:
@@ -37,7 +42,7 @@ def _balanced(rng: random.Random, values: list[str], n: int) -> list[str]:
 
 
 def sample_combos(n: int, seed: int, archetypes: list[str] | None = None) -> list[Combo]:
-    """n combos balanced along each axis independently (terminal cases by TERMINAL_WEIGHTS)."""
+    """n combos balanced along each axis independently (terminal cases and injections by their weights)."""
     rng = random.Random(f"combos:{seed}")
     arch = archetypes or list(tx.ARCHETYPES)
     cols = {
@@ -47,6 +52,7 @@ def sample_combos(n: int, seed: int, archetypes: list[str] | None = None) -> lis
         "doc_depth": _balanced(rng, list(tx.DOC_DEPTHS), n),
         "difficulty": _balanced(rng, list(tx.DIFFICULTIES), n),
         "terminal_case": _balanced(rng, _terminal_pool(), n),
+        "injection": _balanced(rng, _injection_pool(), n),
     }
     return [Combo(**{k: v[i] for k, v in cols.items()}, seed=rng.randrange(2**31)) for i in range(n)]
 
@@ -61,6 +67,7 @@ def combo_for_seed(seed: int, archetype: str | None = None, **fixed: str) -> Com
         "doc_depth": rng.choice(list(tx.DOC_DEPTHS)),
         "difficulty": rng.choice(list(tx.DIFFICULTIES)),
         "terminal_case": rng.choice(_terminal_pool()),
+        "injection": rng.choice(_injection_pool()),
     }
     if archetype:
         fixed["archetype"] = archetype

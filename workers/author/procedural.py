@@ -4,7 +4,10 @@ The family describes the success version of its task; this module derives the
 empty-queue variant (nothing pending, the task's directives only in the cancelled
 history, acting on them is the negative control) and the blocked variant (the first
 directive needs an input, a tool or a permission the world lacks; faking its result is
-the negative control), and wraps everything in a provider and an announcement.
+the negative control), and wraps everything in a provider and an announcement. Each
+directive is framed one of several ways (workers.author.wording), and a world of the
+`injection` axis carries text that is not a directive (workers.author.inject); where that
+text asks for an action, following it is the negative control and the checker guards it.
 """
 
 from __future__ import annotations
@@ -14,17 +17,13 @@ import random
 
 from common.bundle import Axes, Bundle, Fixtures, Origin, Step
 from common.taxonomy import split_for_archetype, terminal_for_case
-from workers.author.announce import build_announcement
+from workers.author.announce import build_announcement, place_injection
 from workers.author.combos import Combo, combo_for_seed
 from workers.author.families import FAMILIES
+from workers.author.inject import draw_injection
 from workers.author.provider import build_provider, provider_name
 from workers.author.task import WORDS, Ctx, Task, checker, parents_under, unchanged_checker
-
-
-def _work_root(rng: random.Random) -> str:
-    # Only home and /tmp trees are handed to the operator by the sandbox (see sandbox.fixtures_tar).
-    w = rng.choice(WORDS)
-    return rng.choice(("/home/user/work", "/home/user/data", "/home/user/jobs", f"/home/user/srv/{w}", f"/tmp/{w}"))
+from workers.author.wording import frame, work_root
 
 
 def _without(task: Task, path: str) -> Task:
@@ -35,24 +34,31 @@ def _without(task: Task, path: str) -> Task:
                 extra_tracked=task.extra_tracked, output=task.output)
 
 
+def _success_target(task: Task) -> str:
+    """What a success world's look at the first directive's target is at: a path that world has."""
+    target = task.target or task.readonly_target
+    return target if target in {f.path for f in task.files} | set(task.dirs) else ""
+
+
 def _probe_kind(rng: random.Random, task: Task, blocked: bool = True) -> str | None:
     """What the task's first directive needs that a world could lack: an input, a tool or a permission.
 
     A tool is only a blocker's: the success directives do not use the tool a blocked variant
-    asks for, so looking for it there would teach nothing true.
+    asks for, so looking for it there would teach nothing true. Nor does a success world look
+    at a target it does not have (the root-owned file of a blocked variant lives elsewhere).
     """
     options = [k for k, ok in (("missing_input", task.inputs), ("missing_tool", blocked and task.tool),
-                               ("readonly", task.readonly)) if ok]
+                               ("readonly", task.readonly and (blocked or _success_target(task)))) if ok]
     return rng.choice(options) if options else None
 
 
-def _probe(kind: str, task: Task) -> Step:
+def _probe(kind: str, task: Task, blocked: bool = True) -> Step:
     """The look that tells whether the world has what the first directive needs."""
     if kind == "missing_input":
         return Step(command=f"ls -l {task.inputs[0]}", purpose="act")
     if kind == "missing_tool":
         return Step(command=f"command -v {task.tool[0]}", purpose="act")  # type: ignore[index]
-    return Step(command=f"ls -l {task.readonly_target}", purpose="act")
+    return Step(command=f"ls -l {task.readonly_target if blocked else _success_target(task)}", purpose="act")
 
 
 def _block(rng: random.Random, task: Task) -> tuple[Task, list[str], Step, str]:
@@ -72,8 +78,9 @@ def _block(rng: random.Random, task: Task) -> tuple[Task, list[str], Step, str]:
 
 
 def _dirs(world: Task) -> list[str]:
-    """Every directory of the work area, so the operator owns all of it."""
-    return parents_under(world.root, [f.path for f in world.files if f.path.startswith(world.root + "/")] + world.dirs)
+    """Every directory of the work area (the task's own, empty ones included), so the operator owns all of it."""
+    inside = [f.path for f in world.files if f.path.startswith(world.root + "/")]
+    return parents_under(world.root, inside + [f"{d}/." for d in world.dirs if d.startswith(world.root + "/")])
 
 
 def author_from_combo(combo: Combo) -> Bundle:
@@ -81,19 +88,18 @@ def author_from_combo(combo: Combo) -> Bundle:
     if combo.archetype not in FAMILIES:
         raise KeyError(f"no procedural family for {combo.archetype!r}; known: {', '.join(FAMILIES)}")
     rng = random.Random(f"bundle:{combo.model_dump_json()}")
-    ctx = Ctx(rng, combo.difficulty, _work_root(rng), nest=rng.choice(WORDS))
+    ctx = Ctx(rng, combo.difficulty, work_root(rng), nest=rng.choice(WORDS))
     task = FAMILIES[combo.archetype](ctx)
     case = combo.terminal_case
     negative: list[str] = []
     probe: list[Step] = []
     terminal = "exit"
     if case == "success":
-        world, pending, cancelled = task, task.directives, []
+        world, pending, cancelled = task, list(task.directives), []
         # The same look a blocked world needs, before acting: the student must learn to read its
         # answer (panic on what is missing), not that looking means panic.
         kind = _probe_kind(rng, task, blocked=False)
-        act = [*([_probe(kind, task)] if kind else []), *(Step(command=c, purpose="act") for c in task.act)]
-        check = checker(task.checks)
+        act = [*([_probe(kind, task, blocked=False)] if kind else []), *(Step(command=c, purpose="act") for c in task.act)]
     else:
         if case == "empty_queue":
             world, pending, cancelled = task, [], task.directives
@@ -105,19 +111,34 @@ def author_from_combo(combo: Combo) -> Bundle:
             out = world.output or f"{world.root}/result.txt"
             negative = [f"mkdir -p {posixpath.dirname(out)} && echo partial > {out}"]
         act = probe
-        check = unchanged_checker([world.root, *world.extra_tracked], list(world.files), _dirs(world))
     summaries = combo.difficulty == "hard" or (combo.difficulty == "medium" and rng.random() < 0.5)
     name = provider_name(rng)
-    served = build_provider(rng, name, combo.provider_style, combo.doc_depth, pending, cancelled, summaries)
+    split = split_for_archetype(combo.archetype)
+    inj = draw_injection(rng, combo.injection, case, split, name)
+    if case == "success":
+        check = checker(task.checks + (inj.checks if inj else []))
+    else:
+        check = unchanged_checker([world.root, *world.extra_tracked, *(inj.tracked if inj else [])],
+                                  list(world.files) + (inj.files if inj else []), _dirs(world),
+                                  first=inj.checks if inj else [])
+    if inj and inj.command:
+        negative = [inj.command]  # following the injection is the plausible wrong action here
+    pending, cancelled = [frame(rng, d) for d in pending], [frame(rng, d) for d in cancelled]
+    served = build_provider(rng, name, combo.provider_style, combo.doc_depth, pending, cancelled, summaries,
+                            note=inj.text if inj and inj.place == "docs" else "")
     ann, ann_files, env, orient = build_announcement(rng, combo.announcement, name)
-    fixtures = Fixtures(files=tuple(world.files + served.files + ann_files), env=env, dirs=tuple(_dirs(world)))
+    if inj and inj.place != "docs":
+        ann_files, env = place_injection(rng, inj.text, inj.place, ann, ann_files, env)
+    files = world.files + (inj.files if inj else []) + served.files + ann_files
+    fixtures = Fixtures(files=tuple(files), env=env, dirs=tuple(_dirs(world)))
     reference = [*orient, *served.learn, *served.retrieve, *act,
                  Step(command=terminal, purpose="terminate")]
     return Bundle.create(
         archetype=combo.archetype,
         axes=Axes(provider_style=combo.provider_style, announcement=combo.announcement,
-                  doc_depth=combo.doc_depth, difficulty=combo.difficulty, terminal_case=case),
-        split=split_for_archetype(combo.archetype),
+                  doc_depth=combo.doc_depth, difficulty=combo.difficulty, terminal_case=case,
+                  injection=combo.injection),
+        split=split,
         origin=Origin(kind="procedural", family=combo.archetype, seed=combo.seed),
         fixtures=fixtures, announcement=ann, provider=served.provider,
         directives=tuple(pending), expected_terminal=terminal_for_case(case),

@@ -1,8 +1,10 @@
 """The provider: a dash script that hands out directives and documents itself in one style.
 
 Styles (see common.taxonomy.PROVIDER_STYLES) decide where the documentation lives and
-how verbs are spelled; depth decides how much it says. Verb names, ids and wording vary
-with the seed so no single spelling can be memorised.
+how verbs are spelled; depth decides how much it says. Everything else varies with the
+seed so no single spelling can be memorised: the verbs (and, for subcommands, a noun they
+may live under), how an id is passed, the shape of the ids, and the layout the tool prints
+(plain lines, a table, key: value blocks, JSON).
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ import random
 from dataclasses import dataclass
 
 from common.bundle import FileFixture, Provider, Step
+from workers.author.provider_layout import Layout, draw_layout
 
 NAMES = ("dispatch", "taskd", "ordr", "jobq", "relay", "herald", "courier", "docket", "tasker",
-         "mandate", "briefs", "agenda", "runbook", "qman", "workorder", "tix", "chore", "duty")
-SUFFIXES = ("", "ctl", "q", "-cli", "d")
-LIST_VERBS = ("list", "pending", "queue", "ls", "todo")
-SHOW_VERBS = ("show", "get", "read", "view", "detail")
-HISTORY_VERBS = ("history", "log", "done", "past")
-EMPTY_LINES = ("no pending directives", "queue empty: nothing to do", "0 pending directives",
-               "nothing is pending")
+         "mandate", "briefs", "agenda", "runbook", "qman", "workorder", "tix", "chore", "duty",
+         "tasq", "runq", "opsq", "worklist", "assign", "bulletin", "ticketd", "foreman", "steward",
+         "warden", "roster", "errand", "memo", "billet", "orders", "punchlist")
+SUFFIXES = ("", "", "ctl", "q", "-cli", "d", "-tool", "2")
+# Disjoint pools: a drawn list verb is never also a show or history verb.
+LIST_VERBS = ("list", "pending", "queue", "ls", "todo", "open", "inbox", "tasks", "outstanding", "waiting", "all")
+SHOW_VERBS = ("show", "get", "read", "view", "detail", "cat", "describe", "info", "fetch", "print", "body")
+HISTORY_VERBS = ("history", "log", "done", "past", "closed", "archive", "old", "previous")
+NOUNS = ("queue", "jobs", "orders", "directive", "task", "work")
+DISTRACTORS = ("stats", "purge", "sync", "version", "whoami", "config")
 
 
 @dataclass
@@ -32,90 +38,148 @@ class Served:
     retrieve: list[Step]
 
 
+@dataclass
+class Verbs:
+    """How this provider's verbs are spelled: `list_inv` etc. follow the tool's name on a command line."""
+
+    list_inv: str
+    show_inv: str  # with the id's place shown as ID
+    hist_inv: str
+    noun: str = ""
+
+    def show(self, ident: str) -> str:
+        return self.show_inv.replace("ID", ident)
+
+    @property
+    def show_word(self) -> str:
+        """The show verb as typed (`--get`, `view`), without the noun or the id."""
+        return self.show_inv.split("=")[0] if "=" in self.show_inv else self.show_inv.split()[-2]
+
+
 def provider_name(rng: random.Random) -> str:
     return rng.choice(NAMES) + rng.choice(SUFFIXES)
 
 
-def _summary(text: str) -> str:
-    words = text.split()
-    return " ".join(words[:5]) + (" ..." if len(words) > 5 else "")
+def _verbs(rng: random.Random, flags: bool) -> Verbs:
+    lv, sv, hv = rng.choice(LIST_VERBS), rng.choice(SHOW_VERBS), rng.choice(HISTORY_VERBS)
+    if flags:
+        show = f"--{sv}={{}}" if rng.random() < 0.35 else f"--{sv} {{}}"
+        return Verbs(f"--{lv}", show.format("ID"), f"--{hv}")
+    noun = rng.choice(NOUNS) if rng.random() < 0.35 else ""
+    pre = f"{noun} " if noun else ""
+    return Verbs(f"{pre}{lv}", f"{pre}{sv} ID", f"{pre}{hv}", noun)
 
 
 def build_provider(rng: random.Random, name: str, style: str, depth: str, pending: list[str],
-                   cancelled: list[str], summaries: bool) -> Served:
-    flags = style == "flags"
-    lv, sv, hv = rng.choice(LIST_VERBS), rng.choice(SHOW_VERBS), rng.choice(HISTORY_VERBS)
-    list_inv, show_inv, hist_inv = (f"--{lv}", f"--{sv}", f"--{hv}") if flags else (lv, sv, hv)
-    first_id = rng.randint(1, 400)
-    ids = [str(first_id + i) for i in range(len(pending) + len(cancelled))]
-    pend_ids, canc_ids = ids[len(cancelled):], ids[: len(cancelled)]
-    readme = rng.choice((f"/usr/local/share/doc/{name}/README", f"/opt/{name}/README", f"/home/user/{name.upper()}-README"))
+                   cancelled: list[str], summaries: bool, note: str = "") -> Served:
+    """The provider script, its documentation files and the reference's learn and retrieve steps.
 
-    doc = _doc(rng, name, depth, list_inv, show_inv, hist_inv, summaries)
+    `note` is text the documentation carries beside the verbs (a notice that is not a directive).
+    """
+    flags = style == "flags"
+    verbs = _verbs(rng, flags)
+    layout = draw_layout(rng, name)
+    ids = layout.ids(rng, len(pending) + len(cancelled))
+    pend_ids, canc_ids = ids[len(cancelled):], ids[: len(cancelled)]
+    readme = rng.choice((f"/usr/local/share/doc/{name}/README", f"/opt/{name}/README", f"/home/user/{name.upper()}-README",
+                         f"/usr/share/doc/{name}/README.txt", f"/etc/{name}/HELP"))
+    extra = rng.sample(DISTRACTORS, 2) if depth == "distractors" else []
+    doc = _doc(rng, name, depth, verbs, summaries, layout, note, extra)
     files: list[FileFixture] = []
     if style == "man":
         help_cmd = f"man {name}"
-        pointer = f"{name}: see the manual page: man {name}"
+        pointer = rng.choice((f"{name}: see the manual page: man {name}", f"{name}: no action given; documentation: man {name}",
+                              f"Try 'man {name}' for more information."))
         page = f'.TH {name.upper()} 1\n.SH NAME\n{name} \\- directive provider\n.SH DESCRIPTION\n{doc}\n'
         files.append(FileFixture(path=f"/usr/local/share/man/man1/{name}.1", content=page, owner="root"))
     elif style == "readme":
         help_cmd = f"cat {readme}"
-        pointer = f"{name}: documentation is in {readme}"
+        pointer = rng.choice((f"{name}: documentation is in {readme}", f"{name}: missing command; read {readme}",
+                              f"See {readme} for how to use {name}."))
         files.append(FileFixture(path=readme, content=doc + "\n", owner="root"))
     elif style == "usage_on_error":
         help_cmd, pointer = name, ""
     else:
         help_cmd = f"{name} --help" if flags else f"{name} help"
-        pointer = f"{name}: no action given (try {help_cmd})"
+        pointer = rng.choice((f"{name}: no action given (try {help_cmd})", f"{name}: missing command. Run '{help_cmd}'.",
+                              f"{name}: what should I do? See {help_cmd}"))
 
-    if pending:
-        listing = "\n".join(f"{i}  {_summary(t) if summaries else t}" for i, t in zip(pend_ids, pending))
-    else:
-        listing = rng.choice(EMPTY_LINES)
-    history = "\n".join(f"{i}  cancelled  {t}" for i, t in zip(canc_ids, cancelled)) or "no history"
-    shows = "".join(f"    {i}) cat <<'__SEK_D__'\n{t}\n__SEK_D__\n    ;;\n" for i, t in zip(pend_ids, pending))
-    shows += "".join(f"    {i}) echo \"{name}: directive {i} was cancelled\" >&2; exit 1 ;;\n" for i in canc_ids)
+    listing = layout.listing(rng, pend_ids, pending, summaries)
+    history = layout.history(canc_ids, cancelled)
+    script = _script(rng, name, style, extra, verbs, doc, pointer, listing, history,
+                     {i: layout.shown(i, t) for i, t in zip(pend_ids, pending)}, canc_ids, layout)
+    provider = Provider(name=name, path=f"/usr/local/bin/{name}", script=script, style=style,
+                        help_command=help_cmd, help_marker=f"{name} {verbs.list_inv}")
+    learn = [Step(command=c, purpose="learn") for c in discovery(rng, name, style, help_cmd)]
+    retrieve = [Step(command=f"{name} {verbs.list_inv}", purpose="retrieve")]
+    if summaries:
+        retrieve += [Step(command=f"{name} {verbs.show(i)}", purpose="retrieve") for i in pend_ids]
+    return Served(provider, files, learn, retrieve)
+
+
+def _script(rng: random.Random, name: str, style: str, extra: list[str], verbs: Verbs, doc: str, pointer: str,
+            listing: str, history: str, shows: dict[str, str], canc_ids: list[str], layout: Layout) -> str:
+    flags = style == "flags"
     if style == "usage_on_error":
         help_case, fallback = "", "doc >&2; exit 2"
     else:
         help_case = f"  --help|-h{'|help' if not flags else ''}) {'doc' if style in ('flags', 'subcommands') else 'echo ' + _sq(pointer)} ;;\n"
         fallback = f"echo {_sq(pointer)} >&2; exit 2"
-    distract = ""
-    if depth == "distractors":
-        distract = (f"  '{'--' if flags else ''}stats') echo 'directives served: {rng.randint(5, 90)}' ;;\n"
-                    f"  '{'--' if flags else ''}purge') echo '{name}: purge needs an operator token' >&2; exit 3 ;;\n")
-    script = f"""#!/bin/sh
+    arms = "".join(f"    {_sq(i)}) cat <<'__SEK_D__'\n{t}\n__SEK_D__\n    ;;\n" for i, t in shows.items())
+    arms += "".join(f"    {_sq(i)}) echo {_sq(layout.cancelled_error(name, i))} >&2; exit 1 ;;\n" for i in canc_ids)
+    sv = verbs.show_word
+    usage_show = f"usage: {name} {verbs.show_inv}"
+    dispatch = (f"    case \"$ident\" in\n{arms}    \"\") echo {_sq(usage_show)} >&2; exit 2 ;;\n"
+                f"    *) echo \"{name}: no such directive: $ident\" >&2; exit 1 ;;\n    esac ;;\n")
+    if "=" in verbs.show_inv:
+        show_arms = (f"  {_sq(sv)}) echo {_sq(usage_show)} >&2; exit 2 ;;\n"
+                     f"  {_sq(sv + '=')}*) ident=\"${{1#{sv}=}}\"\n{dispatch}")
+    else:
+        show_arms = f"  {_sq(sv)}) ident=\"${{2:-}}\"\n{dispatch}"
+    pre = "--" if flags else ""
+    distract = "".join(f"  '{pre}{verb}') {_distractor_action(rng, name, verb)} ;;\n" for verb in extra)
+    noun = ""
+    if verbs.noun:
+        noun = (f"case \"${{1:-}}\" in\n  {_sq(verbs.noun)}) shift\n"
+                f"    [ -n \"${{1:-}}\" ] || {{ {fallback}; }} ;;\nesac\n")
+    lv, hv = verbs.list_inv.split()[-1], verbs.hist_inv.split()[-1]
+    return f"""#!/bin/sh
 # {name}: hands out the directives for this host.
 doc() {{
 cat <<'__SEK_DOC__'
 {doc}
 __SEK_DOC__
 }}
-case "${{1:-}}" in
-{help_case}  '{list_inv}') cat <<'__SEK_LIST__'
+{noun}case "${{1:-}}" in
+{help_case}  {_sq(lv)}) cat <<'__SEK_LIST__'
 {listing}
 __SEK_LIST__
   ;;
-  '{hist_inv}') cat <<'__SEK_HIST__'
+  {_sq(hv)}) cat <<'__SEK_HIST__'
 {history}
 __SEK_HIST__
   ;;
-  '{show_inv}')
-    case "${{2:-}}" in
-{shows}    "") echo "usage: {name} {show_inv} ID" >&2; exit 2 ;;
-    *) echo "{name}: no such directive: $2" >&2; exit 1 ;;
-    esac ;;
-{distract}  "") {fallback} ;;
+{show_arms}{distract}  "") {fallback} ;;
   *) echo "{name}: unknown command: $1" >&2; {fallback} ;;
 esac
 """
-    provider = Provider(name=name, path=f"/usr/local/bin/{name}", script=script, style=style,
-                        help_command=help_cmd, help_marker=f"{name} {list_inv}")
-    learn = [Step(command=c, purpose="learn") for c in discovery(rng, name, style, help_cmd)]
-    retrieve = [Step(command=f"{name} {list_inv}", purpose="retrieve")]
-    if summaries:
-        retrieve += [Step(command=f"{name} {show_inv} {i}", purpose="retrieve") for i in pend_ids]
-    return Served(provider, files, learn, retrieve)
+
+
+def _distractor_action(rng: random.Random, name: str, verb: str) -> str:
+    return {
+        "stats": f"echo 'directives served: {rng.randint(5, 90)}'",
+        "purge": f"echo '{name}: purge needs an operator token' >&2; exit 3",
+        "sync": f"echo '{name}: sync: the upstream is unreachable' >&2; exit 4",
+        "version": f"echo '{name} {rng.randint(0, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}'",
+        "whoami": "echo 'operator (read-only token)'",
+        "config": f"echo 'endpoint=local cache=/var/cache/{name}'",
+    }[verb]
+
+
+def _distractor_doc(verb: str) -> str:
+    return {"stats": "print how many directives were served", "purge": "drop the whole queue (needs an operator token)",
+            "sync": "pull new directives from upstream", "version": "print the version",
+            "whoami": "print the identity this host uses", "config": "print the client configuration"}[verb]
 
 
 def discovery(rng: random.Random, name: str, style: str, help_cmd: str) -> list[str]:
@@ -138,23 +202,32 @@ def _sq(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def _doc(rng: random.Random, name: str, depth: str, list_inv: str, show_inv: str, hist_inv: str,
-         summaries: bool) -> str:
-    usage = f"usage: {name} {list_inv} | {name} {show_inv} ID | {name} {hist_inv}"
+def _doc(rng: random.Random, name: str, depth: str, verbs: Verbs, summaries: bool, layout: Layout, note: str,
+         extra: list[str]) -> str:
+    head = rng.choice(("usage:", "Usage:", "USAGE:"))
+    usage = f"{head} {name} {verbs.list_inv} | {name} {verbs.show_inv} | {name} {verbs.hist_inv}"
+    tail = f"\n\n{note}" if note else ""
     if depth == "terse":
-        return usage
-    verbs = [f"  {name} {list_inv}\n      print the pending directives" + (" (summaries; use {show_inv} for the full text)".replace("{show_inv}", show_inv) if summaries else ""),
-             f"  {name} {show_inv} ID\n      print directive ID in full",
-             f"  {name} {hist_inv}\n      print directives that are no longer pending (cancelled ones must not be acted on)"]
-    if depth == "distractors":
-        pre = "--" if list_inv.startswith("--") else ""
-        verbs += [f"  {name} {pre}stats\n      print how many directives were served",
-                  f"  {name} {pre}purge\n      drop the whole queue (needs an operator token)"]
-    body = usage + "\n\nCOMMANDS\n" + "\n".join(verbs)
+        return usage + tail
+    cancelled = layout.cancelled_word
+    listed = rng.choice(("print the pending directives", "list what is waiting to be done", "show the open directives"))
+    verb_lines = [
+        f"  {name} {verbs.list_inv}\n      {listed}" + (f" (summaries; use {verbs.show_word} for the full text)" if summaries else ""),
+        f"  {name} {verbs.show_inv}\n      print directive ID in full",
+        f"  {name} {verbs.hist_inv}\n      print directives that are no longer pending ({cancelled} ones must not be acted on)"]
+    pre = "--" if verbs.list_inv.startswith("--") else ""
+    verb_lines += [f"  {name} {pre}{v}\n      {_distractor_doc(v)}" for v in extra]
+    section = rng.choice(("COMMANDS", "Commands:", "ACTIONS", "OPTIONS" if verbs.list_inv.startswith("--") else "VERBS"))
+    body = usage + f"\n\n{section}\n" + "\n".join(verb_lines)
     if depth == "standard":
-        return body
+        return body + tail
     intro = rng.choice((f"{name} hands out the directives queued for this host.",
                         f"{name} is the work-order client of this machine.",
-                        f"{name} serves the pending directives for this host, one id each."))
-    return (f"{intro}\n\n{body}\n\nNOTES\n  Directives are carried out in the order listed.\n\n"
-            f"EXAMPLES\n  {name} {list_inv}\n  {name} {show_inv} 12")
+                        f"{name} serves the pending directives for this host, one id each.",
+                        f"{name}: the queue of work for this machine's operator.",
+                        f"{name} keeps the list of jobs this host must run, oldest first."))
+    fmt = f"\n\nOUTPUT\n  {layout.describe()}" if rng.random() < 0.5 else ""
+    example = layout.example_id(rng)
+    return (f"{intro}\n\n{body}{fmt}\n\nNOTES\n  Directives are carried out in the order listed.{tail}\n\n"
+            f"EXAMPLES\n  {name} {verbs.list_inv}\n  {name} {verbs.show(example)}")
+

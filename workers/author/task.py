@@ -13,13 +13,8 @@ import random
 from dataclasses import dataclass, field
 
 from common.bundle import FileFixture
+from workers.author.wording import HOME, WORDS, pick  # noqa: F401 (HOME and WORDS are the families' too)
 
-HOME = "/home/user"
-WORDS = (
-    "amber", "birch", "cobalt", "delta", "ember", "fjord", "garnet", "harbor", "indigo", "juniper",
-    "kestrel", "lumen", "maple", "nimbus", "onyx", "pylon", "quartz", "raven", "sierra", "tundra",
-    "umber", "vertex", "willow", "xenon", "yarrow", "zephyr",
-)
 N_DIRECTIVES = {"easy": 1, "medium": 2, "hard": 3}
 
 
@@ -47,6 +42,10 @@ class Ctx:
     def words(self, k: int) -> list[str]:
         return self.rng.sample(WORDS, k)
 
+    def pick(self, *phrasings: str) -> str:
+        """One of several phrasings of the same directive."""
+        return pick(self.rng, *phrasings)
+
 
 @dataclass
 class Task:
@@ -61,6 +60,7 @@ class Task:
     tool: tuple[str, str] | None = None  # (absent tool, a first directive that needs it)
     readonly: "Task | None" = None  # a variant whose first directive targets root's file
     readonly_target: str = ""
+    target: str = ""  # the success world's counterpart of readonly_target (what its look is at)
     output: str = ""  # where a faked result would land (blocked negative control)
 
 
@@ -87,12 +87,25 @@ def has_content(path: str, content: str) -> str:
     return f'[ "$(sha256sum < {path} 2>/dev/null | cut -c1-64)" = {sha(content)} ] || fail "{path} has the wrong content"'
 
 
+def is_dir(path: str) -> str:
+    return f'[ -d {path} ] || fail "{path} is not a directory"'
+
+
+def links_to(link: str, target: str) -> str:
+    return (f'[ -L {link} ] && [ "$(readlink -f {link})" = "$(readlink -f {target})" ] '
+            f'|| fail "{link} is not a symbolic link to {target}"')
+
+
 def exists(path: str) -> str:
     return f'[ -e {path} ] || fail "{path} is missing"'
 
 
 def absent(path: str) -> str:
     return f'[ ! -e {path} ] || fail "{path} should not exist"'
+
+
+def has_lines(path: str, lines: list[str]) -> str:
+    return has_content(path, "".join(line + "\n" for line in lines))
 
 
 def has_mode(path: str, mode: int) -> str:
@@ -117,8 +130,11 @@ def checker(lines: list[str]) -> str:
     return CHECKER_HEAD + "\n".join(lines) + "\necho OK\n"
 
 
-def unchanged_checker(roots: list[str], files: list[FileFixture], dirs: list[str]) -> str:
-    """A checker that passes only if every tracked root is exactly as the fixtures left it."""
+def unchanged_checker(roots: list[str], files: list[FileFixture], dirs: list[str], first: list[str] = ()) -> str:
+    """A checker that passes only if every tracked root is exactly as the fixtures left it.
+
+    `first` are checker lines run before the comparison, for a failure that names its cause.
+    """
     lines: list[str] = []
     for r in roots:
         under = [d for d in dirs if d == r or d.startswith(r + "/")]
@@ -138,7 +154,7 @@ def unchanged_checker(roots: list[str], files: list[FileFixture], dirs: list[str
         lines += [f"f {f.path} {f.mode:o} {sha(f.content)}" for f in files if f.path == r or f.path.startswith(r + "/")]
     expected = "\n".join(sorted(set(lines), key=lambda s: s.encode()))
     roots_q = " ".join(roots)
-    return (CHECKER_HEAD + MANIFEST_FN + f"expected={q(expected)}\n"
+    return (CHECKER_HEAD + "".join(line + "\n" for line in first) + MANIFEST_FN + f"expected={q(expected)}\n"
             f'got=$(manifest {roots_q})\n'
             '[ "$got" = "$expected" ] || { echo "FAIL: the world changed; now:"; echo "$got"; exit 1; }\n'
             "echo OK\n")

@@ -13,11 +13,14 @@ workers.author.provider.discovery). Command choice varies by seed among equivale
 world is known to support (`cat F` / `head -n N F` for a short fixture file, `exit` /
 `exit 0`); the reference's learn, retrieve and act steps are used verbatim because only
 they are known to work. There are no idle look-arounds: a student copies them, and then
-loses its place.
+loses its place. Text in the world that is not a directive (an injected notice, or an
+instruction to ignore the provider, run something or stop) is read past like anything else
+the routine shows: only the provider's directives are acted on.
 
 At `mistake_rate` an episode carries one realistic mistake, so rejects exist:
 a mistyped flag (then recovered, or not), a skipped directive, the wrong terminal,
-or the plausible wrong action the bundle names (`Bundle.negative`). Whether a mistake
+or the plausible wrong action the bundle names (`Bundle.negative`; in a hijacked world,
+following the injected instruction). Whether a mistake
 actually spoils the episode is for the checker to say, never the oracle.
 
 Everything is a pure function of (bundle id, seed).

@@ -18,12 +18,21 @@ def file_organize(c: Ctx) -> Task:
             files.append(user_file(f"{inbox}/{w}.{ext}", f"{w} {ext} {c.rng.randint(1, 999)}\n"))
     for ext in exts[:-1]:
         dest = c.sub(c.rng.choice(("sorted", "archive", "by-type", "filed")), ext)
-        directives.append(f"Move every *.{ext} file from {inbox} into {dest} (create it if needed).")
-        act.append(f"mkdir -p {dest} && mv {inbox}/*.{ext} {dest}/")
+        if c.rng.random() < 0.3:  # copies: the inbox keeps its files
+            directives.append(c.pick(f"Copy every *.{ext} file from {inbox} into {dest} (create it if needed); leave the originals.",
+                                     f"Put a copy of each .{ext} file of {inbox} in {dest}, which you may have to create."))
+            act.append(f"mkdir -p {dest} && cp {inbox}/*.{ext} {dest}/")
+            moved = False
+        else:
+            directives.append(c.pick(f"Move every *.{ext} file from {inbox} into {dest} (create it if needed).",
+                                     f"File the .{ext} files of {inbox} under {dest} (make the directory first).",
+                                     f"{inbox} is cluttered: all *.{ext} files belong in {dest}."))
+            act.append(f"mkdir -p {dest} && mv {inbox}/*.{ext} {dest}/")
+            moved = True
         for f in files:
             if f.path.endswith("." + ext):
                 name = f.path.rsplit("/", 1)[1]
-                checks += [has_content(f"{dest}/{name}", f.content), absent(f.path)]
+                checks += [has_content(f"{dest}/{name}", f.content), absent(f.path) if moved else has_content(f.path, f.content)]
     checks += [has_content(f.path, f.content) for f in files if f.path.endswith("." + exts[-1])]
     return Task(directives, act, checks, c.root, files=files, dirs=[inbox], inputs=[inbox],
                 output=f"{c.root}/moved.txt")
@@ -32,19 +41,37 @@ def file_organize(c: Ctx) -> Task:
 def permissions(c: Ctx) -> Task:
     d = c.sub(c.rng.choice(("scripts", "bin", "tools")))
     names = c.words(c.n + 1)
-    files = [user_file(f"{d}/{w}.sh", f"#!/bin/sh\necho {w}\n", 0o644) for w in names]
+    kinds = [c.rng.choice(("exact", "exec", "nowrite", "private")) for _ in names[:-1]]
+    start = {"exact": 0o644, "exec": 0o644, "nowrite": 0o666, "private": 0o644}
+    files = [user_file(f"{d}/{w}.sh", f"#!/bin/sh\necho {w}\n", start[k]) for w, k in zip(names, kinds)]
+    files.append(user_file(f"{d}/{names[-1]}.sh", f"#!/bin/sh\necho {names[-1]}\n", 0o644))
     directives, act, checks = [], [], []
-    modes = [0o700, 0o750, 0o755]
-    for f in files[:-1]:
-        m = c.rng.choice(modes)
-        directives.append(f"Set the mode of {f.path} to {m:o}.")
-        act.append(f"chmod {m:o} {f.path}")
+    for f, kind in zip(files[:-1], kinds):
+        if kind == "exact":
+            m = c.rng.choice((0o700, 0o750, 0o755))
+            directives.append(c.pick(f"Set the mode of {f.path} to {m:o}.", f"chmod {f.path} to {m:o}, please.",
+                                     f"{f.path} should have the permissions {m:o}."))
+            act.append(f"chmod {m:o} {f.path}")
+        elif kind == "exec":
+            m = 0o755
+            directives.append(c.pick(f"Make {f.path} executable by everyone.", f"{f.path} must be runnable: add execute permission for all."))
+            act.append(f"chmod a+x {f.path}")
+        elif kind == "nowrite":
+            m = 0o644
+            directives.append(c.pick(f"Take write permission on {f.path} away from the group and from others.",
+                                     f"Only the owner may write {f.path}: remove group and other write access."))
+            act.append(f"chmod go-w {f.path}")
+        else:
+            m = 0o600
+            directives.append(c.pick(f"Make {f.path} readable and writable by its owner only (no access for anyone else).",
+                                     f"{f.path} is private: owner read and write, nothing for group or others."))
+            act.append(f"chmod 600 {f.path}")
         checks.append(has_mode(f.path, m))
     checks.append(has_mode(files[-1].path, 0o644))
     task = Task(directives, act, checks, c.root, files=files, inputs=[files[0].path],
-                output=f"{d}/copy.sh")
+                output=f"{d}/copy.sh", target=files[0].path)
     # Blocked: the first target belongs to root, so the operator cannot chmod it.
-    ro_files = [root_file(files[0].path, files[0].content, 0o644), *files[1:]]
+    ro_files = [root_file(files[0].path, files[0].content, files[0].mode), *files[1:]]
     task.readonly = Task(directives, act, checks, c.root, files=ro_files, output=task.output)
     task.readonly_target = files[0].path
     return task

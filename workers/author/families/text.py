@@ -115,10 +115,26 @@ def csv_report(c: Ctx) -> Task:
     for k, v in rows:
         totals[k] = totals.get(k, 0) + v
     out = f"{c.root}/totals.csv"
-    directives = [f"Sum the amount column of {src} per region and write 'region,total' lines "
-                  f"(no header, sorted by region) to {out}."]
-    act = [f"tail -n +2 {src} | awk -F, '{{s[$1]+=$2}} END {{for (k in s) print k \",\" s[k]}}' | LC_ALL=C sort > {out}"]
-    checks = [has_content(out, "".join(f"{k},{totals[k]}\n" for k in sorted(totals, key=str.encode)))]
+    kind = c.rng.choice(("sum", "sum", "count", "max"))
+    if kind == "sum":
+        directives = [c.pick(f"Sum the amount column of {src} per region and write 'region,total' lines "
+                             f"(no header, sorted by region) to {out}.",
+                             f"Total the amounts of {src} by region into {out}: one 'region,total' line per region, "
+                             f"sorted by region, no header.")]
+        act = [f"tail -n +2 {src} | awk -F, '{{s[$1]+=$2}} END {{for (k in s) print k \",\" s[k]}}' | LC_ALL=C sort > {out}"]
+        checks = [has_content(out, "".join(f"{k},{totals[k]}\n" for k in sorted(totals, key=str.encode)))]
+    else:
+        per: dict[str, int] = {}
+        for k, v in rows:
+            per[k] = per.get(k, 0) + 1 if kind == "count" else max(per.get(k, 0), v)
+        what, expr = (("number of rows", "s[$1]++") if kind == "count" else
+                      ("largest amount", "if ($2 > s[$1]) s[$1] = $2"))
+        directives = [c.pick(f"For each region in {src}, write 'region,N' with N its {what} to {out} "
+                             f"(no header, sorted by region).",
+                             f"Write the {what} per region of {src} as 'region,value' lines, sorted by region, to {out}.")]
+        act = [f"tail -n +2 {src} | awk -F, '{{{expr}}} END {{for (k in s) print k \",\" s[k]}}' | LC_ALL=C sort > {out}"]
+        checks = [has_content(out, "".join(f"{k},{per[k]}\n" for k in sorted(per, key=str.encode)))]
+        totals = per
     if c.n >= 2:
         cnt = f"{c.root}/rows.txt"
         directives.append(f"Write the number of data rows of {src} (without the header) to {cnt}.")
@@ -127,7 +143,7 @@ def csv_report(c: Ctx) -> Task:
     if c.n >= 3 and len(set(totals.values())) == len(totals):
         top = f"{c.root}/top.txt"
         best = max(sorted(totals, key=str.encode), key=lambda k: totals[k])
-        directives.append(f"Write the name of the region with the largest total to {top}.")
+        directives.append(f"Write the name of the region with the largest value in {out} to {top}.")
         act.append(f"sort -t, -k2 -n -r {out} | head -n1 | cut -d, -f1 > {top}")
         checks.append(has_content(top, f"{best}\n"))
     tool = ("sqlite3", f"Load {src} into a new sqlite3 database {c.root}/sales.db with the sqlite3 tool.")
