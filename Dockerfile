@@ -34,9 +34,11 @@ RUN set -e; python -c "import pip._vendor.certifi as c; print(open(c.where()).re
     if [ -n "$EXTRA_CA_CERTS" ]; then printf '%s\n' "$EXTRA_CA_CERTS" >> /opt/ca-bundle.pem; fi
 WORKDIR /app
 COPY pyproject.toml ./
-# The CPU roles' dependencies plus Flower, read from pyproject.toml so they are listed once.
+# The CPU roles' dependencies plus Flower and the S3 store backend (both targets build on this
+# stage), read from pyproject.toml so they are listed once.
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['monitor']))" > /tmp/requirements.txt \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['monitor'] + p['optional-dependencies']['s3']))" \
+    > /tmp/requirements.txt \
     && PIP_CERT=/opt/ca-bundle.pem pip install -r /tmp/requirements.txt
 # Every target runs its command as the unprivileged `farm` user (uid FARM_UID): the entrypoint
 # starts as root only to hand the store to farm and to add the engine socket's group (its gid

@@ -39,3 +39,15 @@ class SplitViolation(FarmError, ValueError):
 
 class StoreError(FarmError, OSError):
     """The artifact store could not be read or written."""
+
+
+class StoreUnavailable(StoreError, TransientFailure, ConnectionError):
+    """The store's backend did not answer (server down, endpoint unreachable); worth a retry."""
+
+
+class StoreMismatch(StoreError):
+    """Two roles of one farm point at different stores; both URLs are in the message."""
+
+
+class NotDeployFormat(FarmError, ValueError):
+    """A trajectory's messages break the deploy format (render contract); it cannot be trained on."""

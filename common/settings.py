@@ -41,6 +41,10 @@ class Settings(BaseSettings):
 
     # --- where things live
     store: str = Field("./farm-store", description="Artifact store URL: a local directory or any fsspec URL (s3://, gs://, ...).")
+    store_options: dict[str, Any] = Field(default_factory=dict, description=(
+        "fsspec options of a remote store as JSON, e.g. '{\"endpoint_url\": \"http://HOST:9000\", \"key\": ..., "
+        "\"secret\": ..., \"client_kwargs\": {\"region_name\": \"eu-west-1\"}}' for s3://; the backend's standard "
+        "environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) applies too."))
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
     result_backend: str | None = Field(None, description="Celery result backend; defaults to the broker URL.")
     result_expires_s: int = Field(3600, description="Task results (ids only) expire after this many seconds.")

@@ -204,7 +204,7 @@ class Registry:
         if kind is not None and kind not in KINDS:
             raise RegistryError(f"unknown record kind {kind!r}; known: {', '.join(KINDS)}")
         out = []
-        for raw in self.store.ledger():
+        for raw in self.store.ledger(topic=kind):  # one topic's listing when a kind is asked for
             if not isinstance(raw, dict) or raw.get("kind") not in KINDS or (kind and raw["kind"] != kind):
                 continue
             try:

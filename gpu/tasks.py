@@ -17,10 +17,11 @@ import logging
 
 from celery.signals import worker_ready, worker_shutdown
 
+from common.farm_store import store_for
 from common.settings import get_settings
 from common.task_messages import EvalRequest, TrainRequest
 from workers.celery_app import app
-from workers.pipeline import Pipeline, store_for
+from workers.pipeline import Pipeline
 
 log = logging.getLogger("gpu.tasks")
 

@@ -38,8 +38,8 @@ class TrainResult(BaseModel):
 
 
 def build_rows(store: Store, req: TrainRequest) -> list[dict]:
+    from common.export_rows import dpo_rows, sft_rows
     from common.trajectory import Pair, Trajectory
-    from workers.export import dpo_rows, sft_rows
 
     if req.method == "sft":
         return sft_rows(store.get("trajectories", t, Trajectory) for t in req.data_ids())
@@ -47,6 +47,7 @@ def build_rows(store: Store, req: TrainRequest) -> list[dict]:
 
 
 def run_train_job(store: Store, req: TrainRequest, node: GpuNode) -> TrainResult:
+    from common.jsonl import jsonl_bytes
     from gpu.adapter_store import check_name, is_published, publish_adapter, published_info
     from gpu.adapters import META_FILE
     from gpu.registry import Registry, TrainRunRecord
@@ -61,7 +62,7 @@ def run_train_job(store: Store, req: TrainRequest, node: GpuNode) -> TrainResult
     rows = build_rows(store, req)
     if not rows:
         raise GpuError(f"{req.method} request {name}: none of its {len(req.data_ids())} trajectories is a keeper")
-    store.put("exports", f"{name}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    store.put("exports", f"{name}.jsonl", jsonl_bytes(rows))
     out_dir = node.workdir / "runs" / name
     if not (out_dir / META_FILE).is_file():  # a finished but unpublished run is published, not retrained
         _train(req, rows, out_dir, node, store)

@@ -49,12 +49,6 @@ def _settings(store: str | None, broker: str | None = None) -> Settings:
     return get_settings().model_copy(update=overrides) if overrides else get_settings()
 
 
-def _store(settings: Settings):
-    from common.store import Store
-
-    return Store(settings.store)
-
-
 store_option = click.option("--store", default=None, help="Artifact store URL or directory (default: FARM_STORE).")
 broker_option = click.option("--broker", default=None, help="Redis broker URL (default: FARM_BROKER_URL).")
 
@@ -75,7 +69,7 @@ def main() -> None:
 @broker_option
 def enqueue(scenarios, samples, author, operator, split, seed, store, broker) -> None:
     """Enqueue authoring; admitted scenarios flow on to rollouts and pairs by themselves."""
-    from producer.preflight import check_author, check_broker, check_operator
+    from producer.preflight import check_author, check_broker, check_operator, check_same_store, check_store
     from workers.celery_app import configure
     from workers.pipeline import Pipeline
 
@@ -84,9 +78,11 @@ def enqueue(scenarios, samples, author, operator, split, seed, store, broker) ->
     samples = samples or settings.samples
     check_author(author)
     check_operator(operator, settings)
-    check_broker(settings.broker_url)
+    client = check_broker(settings.broker_url)
+    st = check_store(settings)
+    check_same_store(st, client)
     configure(settings)
-    sent = Pipeline(_store(settings), settings).enqueue_authoring(scenarios, samples, seed, author, operator, split)
+    sent = Pipeline(st, settings).enqueue_authoring(scenarios, samples, seed, author, operator, split)
     new = sum(1 for _, was_sent in sent if was_sent)
     click.echo(f"enqueued {new} author task(s) for {scenarios} scenario(s) x {samples} sample(s) "
                f"[author={author}, operator={operator}, seed={seed}]"
@@ -98,23 +94,29 @@ def enqueue(scenarios, samples, author, operator, split, seed, store, broker) ->
 @click.option("--watch", is_flag=True, help="Live progress bars (Ctrl-C to stop).")
 @click.option("--interval", type=float, default=2.0, show_default=True)
 @click.option("--samples", type=int, default=None, help="Samples per scenario, for the rollout bar's total.")
+@click.option("--recount", is_flag=True, help="Rebuild the counters from the store (reads every artifact once).")
 @store_option
 @broker_option
-def status(as_json, watch, interval, samples, store, broker) -> None:
+def status(as_json, watch, interval, samples, recount, store, broker) -> None:
     """Counts per stage: authored, admitted, rejected by reason, rollouts, kept, outcomes, pairs."""
     from producer.status import collect, table
     from producer.status import watch as watch_live
 
+    from producer.preflight import check_store
+
     settings = _settings(store, broker)
     client = _broker_or_none(settings.broker_url)
-    st = _store(settings)
+    st = check_store(settings)
     if watch:
         try:
             watch_live(st, client, samples=samples or settings.samples, interval=interval)
         except KeyboardInterrupt:
             pass
         return
-    result = collect(st, client)
+    if recount and client is None:
+        raise ProducerError(f"--recount rebuilds the counters in the broker's Redis, and none answers at "
+                            f"{settings.broker_url}: start it or pass --broker")
+    result = collect(st, client, recount=recount)
     if as_json:
         click.echo(result.model_dump_json())
     else:
@@ -135,14 +137,22 @@ def _broker_or_none(url: str):
 
 
 @main.command()
-@click.option("--out", default=None, help="Directory for sft.jsonl and dpo.jsonl (default: <store>/exports).")
+@click.option("--out", default=None, help="A local directory for the shards (default: the store's exports/).")
+@click.option("--shard-rows", type=click.IntRange(1), default=10_000, show_default=True, help="Rows per JSONL shard.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @store_option
-def export(out, store) -> None:
-    """Write SFT (keepers) and DPO (pairs) JSONL from the store; train split only."""
+def export(out, shard_rows, as_json, store) -> None:
+    """Append SFT (keepers) and DPO (pairs) JSONL shards and a manifest; train split only."""
     from producer.exporting import export as do_export
+    from producer.preflight import check_store
 
-    sft_path, dpo_path, n_sft, n_dpo = do_export(_store(_settings(store)), out)
-    click.echo(f"SFT: {n_sft} rows -> {sft_path}\nDPO: {n_dpo} rows -> {dpo_path}")
+    result = do_export(check_store(_settings(store)), out, shard_rows=shard_rows)
+    if as_json:
+        click.echo(result.model_dump_json())
+        return
+    for fmt in ("sft", "dpo"):
+        click.echo(f"{fmt.upper()}: {result.rows.get(fmt, 0)} rows (+{result.added.get(fmt, 0)} new)")
+    click.echo(f"manifest: {result.manifest}")
 
 
 @main.command()
@@ -151,16 +161,16 @@ def export(out, store) -> None:
 def train(store, broker) -> None:
     """Enqueue a training job now on every train-split keeper in the store (the GPU node runs it)."""
     from common.trajectory import Trajectory
-    from producer.preflight import check_broker
+    from producer.preflight import check_broker, check_same_store, check_store
     from workers.celery_app import configure
     from workers.pipeline import Pipeline
 
     settings = _settings(store, broker)
-    st = _store(settings)
+    st = check_store(settings)
     keepers = [t.id for t in st.iter("trajectories", Trajectory) if t.keep and t.split == "train"]
     if not keepers:
         raise ProducerError("no train-split keepers in the store yet: run `producer enqueue` first")
-    check_broker(settings.broker_url)
+    check_same_store(st, check_broker(settings.broker_url))
     configure(settings)
     task_id = Pipeline(st, settings).request_training(keepers, reason="on_demand")
     click.echo(f"training requested on {len(keepers)} keeper(s): task {task_id} (queue 'train')")
@@ -190,12 +200,13 @@ def cleanup(older_than) -> None:
 def run(scenarios, samples, author, operator, seed, timeout, as_json, store) -> None:
     """The whole pipeline in one command: private Redis, real workers, export at the end."""
     from producer.embedded import run_embedded
-    from producer.preflight import check_author, check_operator, check_sandbox
+    from producer.preflight import check_author, check_operator, check_sandbox, check_store
 
     settings = _settings(store)
     check_author(author)
     check_operator(operator, settings)
     check_sandbox(settings)
+    check_store(settings)
     store_url = os.path.abspath(settings.store) if "://" not in settings.store else settings.store
 
     last = [None]
@@ -219,7 +230,7 @@ def run(scenarios, samples, author, operator, seed, timeout, as_json, store) -> 
     if summary.rejected:
         click.echo("rejected: " + json.dumps(summary.rejected))
     click.echo("outcomes: " + json.dumps(summary.outcomes))
-    click.echo(f"SFT {summary.sft_rows} rows -> {summary.sft_path}\nDPO {summary.dpo_rows} rows -> {summary.dpo_path}")
+    click.echo(f"SFT {summary.sft_rows} rows, DPO {summary.dpo_rows} rows; manifest: {summary.export_manifest}")
     if not summary.finished:
         sys.exit(1)
 

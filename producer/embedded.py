@@ -21,8 +21,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from common.errors import StoreUnavailable
+from common.farm_store import redis_client, store_for
 from common.node_names import node_name
 from common.settings import Settings
 from common.store import Store
@@ -72,9 +74,9 @@ class WorkerProcess:
 
 def spawn_worker(name: str, queues: list[str], env: dict[str, str], log_dir: Path, *, pool: str = "threads",
                  concurrency: int = 4, extra: list[str] | None = None,
-                 death_signal: int = signal.SIGTERM) -> WorkerProcess:
-    """A Celery worker child named `name.REPLICA@HOST` (common/node_names.py); `death_signal` reaches
-    it if this process dies (see child_process)."""
+                 death_signal: int = signal.SIGTERM, cwd: str | Path | None = None) -> WorkerProcess:
+    """A Celery worker child named `name.REPLICA@HOST` (common/node_names.py), started in `cwd`;
+    `death_signal` reaches it if this process dies (see child_process)."""
     log = Path(log_dir) / f"worker-{name}.log"
     node = node_name(name)
     cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", ",".join(queues),
@@ -82,7 +84,7 @@ def spawn_worker(name: str, queues: list[str], env: dict[str, str], log_dir: Pat
            "--without-gossip", "--without-mingle", "-E", *(extra or [])]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=functools.partial(die_with_parent, death_signal))
+                                preexec_fn=functools.partial(die_with_parent, death_signal), cwd=cwd)
     return WorkerProcess(name, proc, log, node)
 
 
@@ -99,8 +101,7 @@ class RunSummary(BaseModel):
     dead_letters: int
     sft_rows: int
     dpo_rows: int
-    sft_path: str | None
-    dpo_path: str | None
+    export_manifest: str = Field(description="The export's manifest, listing the SFT and DPO shards.")
     seconds: float
     finished: bool
 
@@ -120,12 +121,12 @@ def run_embedded(scenarios: int, samples: int, seed: int, author: str, operator:
     from workers.pipeline import Pipeline
 
     started = time.monotonic()
-    store = Store(store_url)
     work = Path(tempfile.mkdtemp(prefix="sekfarm-run-"))
     with LocalRedis(work / "redis") as redis_server:
         run_settings = settings.model_copy(update={"broker_url": redis_server.url, "result_backend": redis_server.url,
                                                    "store": store_url})
         env = worker_env(run_settings, redis_server.url, store_url)
+        store = store_for(run_settings)
         workers = [
             spawn_worker("stages", ["author", "gate", "pairs"], env, work, concurrency=2),
             spawn_worker("rollout", ["rollout"], env, work, concurrency=run_settings.rollout_concurrency),
@@ -140,13 +141,15 @@ def run_embedded(scenarios: int, samples: int, seed: int, author: str, operator:
         finally:
             for w in workers:
                 w.stop()
-    status = collect(store)
-    sft_path, dpo_path, sft_n, dpo_n = exporting.export(store)
+        # Counted as the workers wrote, in this run's Redis (checked against the store first).
+        status = collect(store, redis_client(redis_server.url))
+    exported = exporting.export(store)
     return RunSummary(
         scenarios=scenarios, samples=samples, authored=status.authored, admitted=status.admitted,
         rejected=status.rejected, rollouts=status.rollouts, kept=status.kept, outcomes=status.outcomes,
-        pairs=status.pairs, dead_letters=status.dead_letters, sft_rows=sft_n, dpo_rows=dpo_n,
-        sft_path=sft_path, dpo_path=dpo_path, seconds=round(time.monotonic() - started, 1), finished=finished,
+        pairs=status.pairs, dead_letters=status.dead_letters, sft_rows=exported.rows.get("sft", 0),
+        dpo_rows=exported.rows.get("dpo", 0), export_manifest=exported.manifest,
+        seconds=round(time.monotonic() - started, 1), finished=finished,
     )
 
 
@@ -159,17 +162,22 @@ def _wait(store: Store, pipe, author_ids: list[str], timeout_s: float, progress,
         for w in workers:
             if w.proc.poll() is not None:
                 raise ProducerError(f"worker {w.name} died; its log:\n{w.tail()}")
-        manifests = [store.get("tasks", t) for t in author_ids if store.exists("tasks", t)]
+        try:
+            manifests = [store.get("tasks", t) for t in author_ids if store.exists("tasks", t)]
+            rollouts, dead = store.count("trajectories"), store.count("dead")
+        except StoreUnavailable:  # the store is away for a moment: the workers retry, so do we
+            time.sleep(1.0)
+            continue
         bundles = {b for m in manifests for b in m["bundles"]}
         finished = pipe.finished() & bundles
         if progress:
-            progress(len(manifests), len(author_ids), len(finished), len(bundles), store.count("trajectories"))
+            progress(len(manifests), len(author_ids), len(finished), len(bundles), rollouts)
         if len(manifests) == len(author_ids) and len(finished) == len(bundles):
             return True
-        key = (len(manifests), len(finished), store.count("trajectories"), store.count("dead"))
+        key = (len(manifests), len(finished), rollouts, dead)
         if key != last_key:
             last_key, last_progress = key, time.monotonic()
-        elif store.count("dead") > dead_before and time.monotonic() - last_progress > 30:
+        elif dead > dead_before and time.monotonic() - last_progress > 30:
             return False  # tasks died and nothing moved since: do not wait for work that will never come
         time.sleep(0.5)
     return False

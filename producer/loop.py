@@ -84,7 +84,7 @@ class RoundRecord(BaseModel):
 
 
 def round_records(store: Store, loop_id: str | None = None) -> list[RoundRecord]:
-    out = [RoundRecord.model_validate(r) for r in store.ledger()
+    out = [RoundRecord.model_validate(r) for r in store.ledger(topic=ROUND_EVENT)
            if isinstance(r, dict) and r.get("event") == ROUND_EVENT and (loop_id is None or r.get("loop") == loop_id)]
     return out
 

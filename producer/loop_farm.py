@@ -49,18 +49,20 @@ def loop_farm(settings: Settings, store_url: str, broker: str | None = None, gpu
     from workers.celery_app import configure
     from workers.pipeline import Pipeline
 
-    store = Store(store_url)
     if broker:
-        from producer.preflight import check_broker
+        from producer.preflight import check_broker, check_same_store, check_store
 
         run_settings = settings.model_copy(update={"broker_url": broker, "store": store_url})
-        check_broker(broker)
+        client = check_broker(broker)
+        store = check_store(run_settings)
+        check_same_store(store, client)
         configure(run_settings)
         yield LoopFarm(run_settings, store, Pipeline(store, run_settings))
         return
     from producer.embedded import spawn_worker, worker_env
     from producer.redis_local import LocalRedis, free_port
 
+    store = Store(store_url)
     work = Path(log_dir or tempfile.mkdtemp(prefix="sekfarm-loop-"))
     work.mkdir(parents=True, exist_ok=True)
     port = gpu_port or free_port()

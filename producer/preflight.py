@@ -63,3 +63,24 @@ def _redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def check_store(settings: Settings):
+    """The store answers (read and write) at its URL: the Store, or a fix to make, within seconds."""
+    from common.errors import StoreError
+    from common.farm_store import check_store as probe
+
+    try:
+        probe(settings.store, settings.store_options)
+    except StoreError as exc:
+        raise PrerequisiteMissing(str(exc)) from exc
+    from common.farm_store import store_for
+
+    return store_for(settings)
+
+
+def check_same_store(store, client) -> None:
+    """Refuse a farm whose live workers use another store than this producer (both URLs named)."""
+    from workers.store_guard import check_same_store as check
+
+    check(store, client)

@@ -110,6 +110,28 @@ def spawn_workers(tmp_path):
         w.kill()
 
 
+@pytest.fixture(scope="session")
+def moto():
+    """moto's standalone S3 server over HTTP on a free port, for the whole session."""
+    from tests.s3_server import MotoServer, moto_binary
+
+    if moto_binary() is None:
+        pytest.skip("moto_server not installed (pip install 'moto[server]'; scripts/setup does)")
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request, tmp_path):
+    """(store URL, fsspec options) on the local disk and, as a second run, in a fresh bucket
+    of the S3 server: tests that take it hold on every backend."""
+    if request.param == "local":
+        return str(tmp_path / "store"), {}
+    server = request.getfixturevalue("moto")
+    return f"s3://{server.bucket()}/farm", server.options()
+
+
 @pytest.fixture
 def store_dir(farm_env) -> Path:
     return Path(farm_env["FARM_STORE"])

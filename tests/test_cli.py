@@ -75,12 +75,14 @@ def test_run_with_missing_image_says_how_to_build_it(tmp_path):
 
 def test_export_writes_train_split_jsonl(tmp_path):
     store = _seed_store(tmp_path / "s")
-    result = CliRunner().invoke(main, ["export", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(main, ["export", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "out"),
+                                       "--json"])
     assert result.exit_code == 0, result.output
     keepers = [t for t in store.iter("trajectories") if t["keep"] and t["split"] == "train"]
-    rows = (tmp_path / "out" / "sft.jsonl").read_text().splitlines()
-    assert len(rows) == len(keepers)
-    assert (tmp_path / "out" / "dpo.jsonl").exists()
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    rows = [line for s in manifest["shards"]["sft"] for line in (tmp_path / "out" / s["name"]).read_text().splitlines()]
+    assert len(rows) == len(keepers) == json.loads(result.output)["rows"]["sft"]
+    assert manifest["rows"]["dpo"] == 0
 
 
 @pytest.mark.docker
@@ -100,8 +102,10 @@ def test_embedded_run_executes_the_whole_pipeline(tmp_path):
     assert summary["finished"] and summary["authored"] == 3
     assert summary["rollouts"] == summary["admitted"] * 3 and summary["admitted"] >= 1
     assert summary["dead_letters"] == 0
-    assert sum(1 for _ in open(summary["sft_path"])) == summary["sft_rows"]
+    from producer.exporting import read_rows
+
     s = Store(str(store))
+    assert len(list(read_rows(s, "sft"))) == summary["sft_rows"] and summary["export_manifest"].endswith(".json")
     assert s.count("trajectories") == summary["rollouts"] and s.count("pairs") == summary["pairs"]
 
 

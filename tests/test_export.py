@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from common.errors import SplitViolation
+from common.errors import FarmError, NotDeployFormat, SplitViolation
+from common.export_rows import dpo_rows, sft_rows, train_only
+from common.jsonl import write_jsonl
 from common.settings import Settings
 from common.trajectory import Trajectory
 from sandbox import DockerSandboxConfig
 from tests.bundles_fixture import all_bundles
-from workers.export import dpo_rows, sft_rows, write_jsonl
 from workers.pairs import build_pairs
 from workers.rollout import run_episode
 
@@ -90,10 +92,10 @@ def test_exports_refuse_held_out_scenarios(trajectories, tmp_path):
         row = {**sft_rows(trajectories)[0], "split": split}
         target = tmp_path / f"{split}.jsonl"
         with pytest.raises(SplitViolation):
-            write_jsonl(target, [row])
+            write_jsonl(target, train_only([row]))
         assert not target.exists()
     with pytest.raises(SplitViolation):
-        write_jsonl(tmp_path / "nosplit.jsonl", [{"messages": []}])
+        write_jsonl(tmp_path / "nosplit.jsonl", train_only([{"messages": []}]))
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +139,52 @@ def test_dpo_rows_pass_trl_chat_template(trajectories, smollm2_tokenizer):
     assert out["chosen"].startswith(example["chosen"][0]["content"])
     assert out["rejected"].startswith(example["rejected"][0]["content"])
     json.dumps(out)
+
+
+# ---------------------------------------------------------------- without Docker: rows, files, streaming shards
+
+
+def test_a_keeper_out_of_deploy_format_is_a_farm_error():
+    from tests.store_data import trajectory
+
+    broken = trajectory(1).model_copy(update={"messages": trajectory(1).messages[1:]})
+    with pytest.raises(NotDeployFormat, match="traj-00000001 is not in deploy format") as err:
+        sft_rows([broken])
+    assert isinstance(err.value, FarmError)
+
+
+def test_jsonl_files_are_readable_by_others_and_keep_unicode(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    assert write_jsonl(path, [{"text": "héllo — ok"}]) == 1
+    assert path.read_text(encoding="utf-8") == '{"text": "héllo — ok"}\n'
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_export_streams_shards_and_appends_on_re_export(backend, tmp_path):
+    from common.store import Store
+    from producer.exporting import export, read_rows
+    from tests.store_data import trajectory
+
+    store = Store(*backend)
+    for i in range(7):
+        store.put("trajectories", f"traj-{i:08d}", trajectory(i, keep=i != 3))
+    store.put("trajectories", "traj-held-out", trajectory(99, split="test").model_copy(update={"id": "traj-held-out"}))
+    first = export(store, shard_rows=4)
+    assert first.rows == {"sft": 6, "dpo": 0} and first.added == first.rows
+    names = store.ids("exports")
+    assert {"sft-00000.jsonl", "sft-00001.jsonl"} <= set(names)
+    shard0 = store.get("exports", "sft-00000.jsonl")
+    for i in range(7, 10):
+        store.put("trajectories", f"traj-{i:08d}", trajectory(i))
+    second = export(store, shard_rows=4)
+    assert second.rows["sft"] == 9 and second.added["sft"] == 3
+    assert store.get("exports", "sft-00000.jsonl") == shard0  # appended, never rewritten
+    assert export(store, shard_rows=4).added == {"sft": 0, "dpo": 0}  # nothing new: nothing written
+    ids = [r["id"] for r in read_rows(store, "sft")]
+    assert sorted(ids) == sorted(f"traj-{i:08d}" for i in range(10) if i != 3) and len(ids) == len(set(ids))
+    # The same into a local directory, with manifest.json naming the latest.
+    out = tmp_path / "out"
+    assert export(store, str(out)).rows["sft"] == 9
+    assert json.loads((out / "manifest.json").read_text())["rows"]["sft"] == 9

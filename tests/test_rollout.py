@@ -9,11 +9,11 @@ import re
 import pytest
 
 from common.settings import Settings
-from common.trajectory import Trajectory
+from common.trajectory import Trajectory, deploy_problems
 from sandbox import DockerSandboxConfig, FakeSandboxConfig
 from tests.bundles_fixture import all_bundles, blocked_bundle, empty_queue_bundle, success_bundle
-from workers.record import deploy_problems, shell_prompt
 from common.ids import trajectory_id
+from workers.record import shell_prompt
 from workers.rollout import run_episode
 
 FAKE = FakeSandboxConfig()

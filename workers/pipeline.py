@@ -16,17 +16,15 @@ never lose one; the tasks are idempotent, so a duplicate changes nothing.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
-from functools import lru_cache
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
+from common.farm_store import redis_client
 from common.ids import derived_id
 from common.settings import Settings, get_settings
 from common.store import Store
+from common.store_counts import redis_namespace
 from common.task_messages import (
     AuthorRequest,
     GateRequest,
@@ -36,6 +34,7 @@ from common.task_messages import (
     TrainRequest,
 )
 from workers.celery_app import app
+from workers.store_guard import stamp
 
 SENT_TTL_S = 30 * 24 * 3600
 _KEEPERS_LUA = """
@@ -49,33 +48,11 @@ return {}
 """
 
 
-@lru_cache(maxsize=8)
-def redis_client(url: str) -> redis.Redis:
-    """A client that rides out a Redis restart (retries with backoff on connection errors)."""
-    return redis.Redis.from_url(
-        url, retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 12),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError], health_check_interval=10,
-        socket_connect_timeout=5, socket_timeout=30,
-    )
-
-
-_stores: dict[str, Store] = {}
-_stores_lock = threading.Lock()
-
-
-def store_for(settings: Settings | None = None) -> Store:
-    url = (settings or get_settings()).store
-    with _stores_lock:
-        if url not in _stores:
-            _stores[url] = Store(url)
-        return _stores[url]
-
-
 class Keys:
     """Redis key names, namespaced by the store's identity."""
 
     def __init__(self, store: Store):
-        self.ns = f"sekfarm:{store.identity()}"
+        self.ns = redis_namespace(store)
 
     def sent(self, task_id: str) -> str:
         return f"{self.ns}:sent:{task_id}"
@@ -116,7 +93,7 @@ class Pipeline:
         marker = self.keys.sent(task_id)
         if self.redis.exists(marker):
             return False
-        app.send_task(msg.NAME, kwargs=msg.kwargs(), task_id=task_id)
+        app.send_task(msg.NAME, kwargs=msg.kwargs(), task_id=task_id, headers=stamp(self.store))
         self.redis.set(marker, 1, ex=SENT_TTL_S)
         return True
 

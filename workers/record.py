@@ -109,19 +109,3 @@ class EpisodeRecorder:
         if len(messages) > 1 and messages[-1].role == "user":
             messages.pop()
         return messages
-
-
-def deploy_problems(messages: list[Message]) -> list[str]:
-    """Ways `messages` breaks the deploy format (empty when it holds)."""
-    problems = []
-    if not messages or messages[0].role != "user":
-        problems.append("does not start with a user (login) message")
-    for i, m in enumerate(messages):
-        expected = "user" if i % 2 == 0 else "assistant"
-        if m.role != expected:
-            problems.append(f"message {i} is {m.role}, expected {expected}")
-        if m.role == "user" and not m.content.endswith("$ "):
-            problems.append(f"message {i} does not end with the shell prompt")
-        if m.role == "assistant" and (not m.content.strip() or m.content != m.content.strip()):
-            problems.append(f"message {i} is not a bare command")
-    return problems

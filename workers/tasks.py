@@ -19,11 +19,13 @@ from celery.exceptions import Retry
 from kombu.exceptions import OperationalError
 
 from common.errors import TransientFailure
+from common.farm_store import store_for
 from common.settings import get_settings
 from common.task_messages import AuthorRequest, GateRequest, NoopRequest, PairsRequest, RolloutRequest
 from workers.celery_app import app
 from workers.dead_letter import count_attempt, record_dead_letter
-from workers.pipeline import Pipeline, store_for
+from workers.pipeline import Pipeline
+from workers.store_guard import refuse_foreign
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,9 @@ def is_transient(exc: BaseException) -> bool:
     """The one classification of a task's failure, by type: worth a retry, or a dead letter now.
 
     Transient: a failure of the farm typed so (`common.errors.TransientFailure`: the engine is
-    down, the model provider throttles or cannot be reached) and a broker hiccup. Everything
-    else is permanent: a `PermanentFailure` (the image is missing), a missing artifact, a bug.
+    down, the store or the model provider cannot be reached or throttles) and a broker hiccup.
+    Everything else is permanent: a `PermanentFailure` (the image is missing), a missing
+    artifact, a bug.
     """
     return isinstance(exc, (TransientFailure, redis.ConnectionError, redis.TimeoutError, OperationalError))
 
@@ -51,6 +54,7 @@ class FarmTask(Task):
             return self.run(*args, **kwargs)
         settings = get_settings()
         store = store_for(settings)
+        refuse_foreign(self, store)  # sent by a farm on another store: put back, never run here
         pipe = Pipeline(store, settings)
         attempt = count_attempt(pipe.redis, pipe.keys.attempts(req.id))
         worker = f"{socket.gethostname()}:{req.hostname or ''}"

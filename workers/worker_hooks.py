@@ -13,6 +13,7 @@ import threading
 
 from celery.signals import worker_ready, worker_shutdown
 
+import workers.store_guard  # noqa: F401  (the store checked at start, announced while running)
 from common.settings import get_settings
 
 log = logging.getLogger(__name__)
