@@ -38,7 +38,7 @@ log = logging.getLogger("gpu.train")
 def lend_for_training(resident: ResidentModel, cfg: TrainConfig, parent: str | Path | None = None
                       ) -> Iterator[Trainable]:
     """The resident model prepared to train one adapter, given back when the block ends."""
-    from gpu.train_setup import prepare_trainable
+    from gpu.train_setup import prepare_trainable, set_checkpointing
 
     with resident.lock:
         if resident.training:
@@ -59,7 +59,7 @@ def lend_for_training(resident: ResidentModel, cfg: TrainConfig, parent: str | P
         yield trainable
     finally:
         with resident.lock:
-            model.get_base_model().gradient_checkpointing_disable()
+            set_checkpointing(model, False)
             resident.model = remove_adapter(model, TRAIN_ADAPTER)
             resident.model.eval()
             resident.training = False

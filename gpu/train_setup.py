@@ -92,10 +92,7 @@ def prepare_trainable(cfg: TrainConfig, model: Any = None, tokenizer: Any = None
     torch.manual_seed(cfg.seed)  # LoRA A init
     checkpointing = uses_gradient_checkpointing(cfg, device)
     if checkpointing:
-        from peft import PeftModel
-
-        base = model.get_base_model() if isinstance(model, PeftModel) else model
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_checkpointing(model, True)
     model = attach_lora(model, cfg, parent)
     for p in model.parameters():  # master weights in fp32 whatever the base's dtype
         if p.requires_grad and p.dtype != torch.float32:
@@ -104,6 +101,22 @@ def prepare_trainable(cfg: TrainConfig, model: Any = None, tokenizer: Any = None
     log.info("device %s, 4-bit %s, autocast %s, checkpointing %s, threads %d; parameters by dtype: %s", device,
              is_4bit(model), autocast_dtype(cfg, device), checkpointing, torch.get_num_threads(), report)
     return Trainable(model, tokenizer, device, is_4bit(model), checkpointing)
+
+
+def set_checkpointing(model: Any, on: bool) -> None:
+    """Gradient (activation) checkpointing on or off, non-reentrant, under either transformers name."""
+    from peft import PeftModel
+
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x; the old names warn there
+        if on:
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.activation_checkpointing_disable()
+    elif on:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        base.gradient_checkpointing_disable()
 
 
 def attach_lora(model: Any, cfg: TrainConfig, parent: str | Path | None) -> Any:

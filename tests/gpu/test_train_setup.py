@@ -38,7 +38,9 @@ def test_an_fp32_base_is_left_fp32_and_checkpointing_follows_the_config(smollm2_
 
     trainable = prepare_trainable(_cfg(gradient_checkpointing=True), copy.deepcopy(smollm2_model), smollm2_tokenizer)
     assert set(dtype_report(trainable.model)["frozen"]) == {"float32"}
-    assert trainable.gradient_checkpointing and trainable.model.get_base_model().is_gradient_checkpointing
+    base = trainable.model.get_base_model()
+    assert trainable.gradient_checkpointing and getattr(base, "is_activation_checkpointing",
+                                                        getattr(base, "is_gradient_checkpointing", False))
 
 
 def test_the_precision_on_cuda_is_bf16_or_fp16_with_loss_scaling(monkeypatch):
