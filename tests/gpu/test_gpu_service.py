@@ -15,8 +15,8 @@ def _gpu_service() -> dict:
 
 
 def _mounts(service: dict) -> dict[str, str]:
-    """Container path -> host side (a path or a named volume)."""
-    return {spec.split(":")[1]: spec.split(":")[0] for spec in service["volumes"]}
+    """Container path -> host side (a path, possibly ${VAR:-default}, or a named volume)."""
+    return {container: host for host, container in (spec.rsplit(":", 1) for spec in service["volumes"])}
 
 
 def test_the_gpu_service_passes_the_model_the_token_and_the_cache():
