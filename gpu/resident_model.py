@@ -376,7 +376,10 @@ def _neutral_generation_config(own: Any) -> Any:
     """A generation config with the model's token ids and none of its sampling defaults."""
     from transformers import GenerationConfig
 
-    neutral = GenerationConfig(**GenerationConfig()._get_default_generation_params())
+    # every sampling setting explicit (a None would be filled from the model's own defaults), but the
+    # length: each request sets max_new_tokens, and an explicit max_length beside it warns every call
+    defaults = GenerationConfig()._get_default_generation_params()
+    neutral = GenerationConfig(**{k: v for k, v in defaults.items() if k != "max_length"})
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         setattr(neutral, key, getattr(own, key, None))
     return neutral
