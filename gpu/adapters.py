@@ -148,3 +148,28 @@ def load_adapter(base: Any, path: str | Path, *, trainable: bool = False, adapte
         base.set_adapter(adapter_name, inference_mode=not trainable)
         return base
     return PeftModel.from_pretrained(base, str(path), adapter_name=adapter_name, is_trainable=trainable)
+
+
+def merged_copy(base: Any, path: Path) -> Any:
+    """A copy of `base` with the adapter at `path` merged into its weights (the base is untouched;
+    a base wrapped for training is copied without its training LoRA)."""
+    import copy
+
+    from peft import PeftModel
+
+    bare = copy.deepcopy(base)
+    if isinstance(bare, PeftModel):
+        bare = bare.unload()
+    merged = PeftModel.from_pretrained(bare, str(path)).merge_and_unload()
+    merged.eval()
+    return merged
+
+
+def remove_adapter(model: Any, name: str) -> Any:
+    """`model` without the adapter `name`: the bare base once no adapter is left (peft cannot run with none)."""
+    if list(model.peft_config) == [name]:
+        return model.unload()  # strips the LoRA layers and hands back the base
+    if name in model.active_adapters:
+        model.set_adapter(next(a for a in model.peft_config if a != name), inference_mode=True)
+    model.delete_adapter(name)
+    return model

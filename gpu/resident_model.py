@@ -39,7 +39,7 @@ from typing import Any, Callable, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import StoppingCriteria
 
-from gpu.adapters import TRAIN_ADAPTER
+from gpu.adapters import TRAIN_ADAPTER, merged_copy, remove_adapter
 from gpu.errors import GpuError
 from gpu.render import _render_text, encode, render_serving_prompt, special_token_ids
 
@@ -175,7 +175,7 @@ class ResidentModel:
                 raise AdapterLoadError(f"adapter {name!r} has already been loaded (from {self.adapters[name]}); unload it first")
             try:
                 if self.merge_adapters:
-                    self.merged[name] = _merged_copy(self.model, path)
+                    self.merged[name] = merged_copy(self.model, path)
                 elif isinstance(self.model, PeftModel):
                     self.model.load_adapter(str(path), adapter_name=name)
                 else:
@@ -345,31 +345,6 @@ class ResidentModel:
         elif finish == "length" and len(tokens) < params.max_tokens:
             finish = "stop"  # generation ended early without eot: only a stop criterion does that
         return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_len, completion_tokens=len(tokens))
-
-
-def _merged_copy(base: Any, path: Path) -> Any:
-    """A copy of `base` with the adapter at `path` merged into its weights (the base is untouched;
-    a base wrapped for training is copied without its training LoRA)."""
-    import copy
-
-    from peft import PeftModel
-
-    bare = copy.deepcopy(base)
-    if isinstance(bare, PeftModel):
-        bare = bare.unload()
-    merged = PeftModel.from_pretrained(bare, str(path)).merge_and_unload()
-    merged.eval()
-    return merged
-
-
-def remove_adapter(model: Any, name: str) -> Any:
-    """`model` without the adapter `name`: the bare base once no adapter is left (peft cannot run with none)."""
-    if list(model.peft_config) == [name]:
-        return model.unload()  # strips the LoRA layers and hands back the base
-    if name in model.active_adapters:
-        model.set_adapter(next(a for a in model.peft_config if a != name), inference_mode=True)
-    model.delete_adapter(name)
-    return model
 
 
 def _neutral_generation_config(own: Any) -> Any:

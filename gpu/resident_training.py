@@ -22,9 +22,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from gpu.adapters import TRAIN_ADAPTER
+from gpu.adapters import TRAIN_ADAPTER, remove_adapter
 from gpu.errors import GpuError
-from gpu.resident_model import remove_adapter
 
 if TYPE_CHECKING:
     from gpu.resident_model import ResidentModel
