@@ -41,7 +41,7 @@ SCALES = {
                  dpo={"max_steps": 8, "pairs_per_batch": 2, "learning_rate": 5e-5, "save_steps": 4},
                  env={"FARM_MAX_TURNS": "16", "FARM_MAX_TOKENS": "48", "FARM_MAX_IDLE_REPLIES": "2",
                       # 16 episodes in flight keep the server's batches full while others are in the sandbox
-                      "FARM_ROLLOUT_CONCURRENCY": "16", "FARM_MAX_LIVE_CONTAINERS": "16"}),
+                      "FARM_ROLLOUT_CONCURRENCY": "16", "FARM_MAX_LIVE": "16"}),
 }
 # --turn-pairs: DPO also on turn-level pairs against the oracle's next command (most of a
 # scenario's pairs, at a cap of 4), with a stronger step; the ablation in docs/RESULTS.md.

@@ -21,8 +21,13 @@ Where /proc/stat is readable, each phase also reports the CPU it used per item a
 of the machine's time the host stole from it (`steal`): a run with a large steal share
 measured the neighbours as much as the farm, and CPU per item is the steadier comparison.
 
+5. cells: the same farm on the cells backend (FARM_SANDBOX=cells): `cells_rollouts_per_min`
+   beside `docker_rollouts_per_min`, CPU per rollout for each, an empty world's CPU for each
+   (`*_world_cpu_ms`, see benchmarks/world.py), and `episode_cpu_ms`, the CPU of an oracle
+   episode's own processes (counted exactly in cells, an empty cell's cost taken off).
+
 The last line is one JSON object with farm_rollouts_per_min, sequential_rollouts_per_min,
-engine_lifecycles_per_min, celery_overhead_ms_per_task.
+engine_lifecycles_per_min, celery_overhead_ms_per_task and the keys above.
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ def bundles(scenarios: int, seed: int):
 
 
 def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int,
-         meter: Meter, engine_meters: tuple[Meter, Meter]):
+         meter: Meter, engine_meters: tuple[Meter, Meter] | None, backend: str = "docker"):
     """(rollouts per minute, amortised celery ms per task, median lone round trip ms, engine
     ceilings just before and just after the farm ran). The workers and their namespace holders
     are up for both ceilings, as they are while the farm runs; `meter` measures the farm and
@@ -105,15 +110,16 @@ def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int,
     with LocalRedis(work / "redis") as redis_server:
         settings = get_settings().model_copy(update={
             "broker_url": redis_server.url, "result_backend": redis_server.url, "store": store.url,
-            "rollout_concurrency": concurrency, "max_live_containers": concurrency})
+            "rollout_concurrency": concurrency,
+            "sandbox": backend_config(backend).model_copy(update={"max_live": concurrency})})
         env = worker_env(settings, redis_server.url, store.url)
-        env.update({"FARM_MAX_LIVE_CONTAINERS": str(concurrency), "FARM_POOL_SIZE": "0"})
+        env.update({"FARM_SANDBOX": backend, "FARM_MAX_LIVE": str(concurrency), "FARM_POOL_SIZE": "0"})
         workers = [spawn_worker("bench-rollout", ["rollout"], env, work, concurrency=concurrency),
                    spawn_worker("bench-misc", ["gate", "pairs"], env, work, concurrency=2)]
         try:
             for w in workers:
                 w.wait_ready(120)
-            if settings.reuse_netns:
+            if backend == "docker" and settings.sandbox.reuse_netns:
                 wait_for_holders(concurrency)
             configure(settings)
             for i in range(20):  # warm the connections
@@ -133,7 +139,8 @@ def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int,
             overhead = (time.perf_counter() - t0) * 1000 / len(results)
             pipe = Pipeline(store, settings)
             total = len(items) * samples
-            before = engine_ceiling(concurrency, lifecycles, settings.reuse_netns, engine_meters[0])
+            lend = backend == "docker" and settings.sandbox.reuse_netns
+            before = engine_ceiling(concurrency, lifecycles, lend, engine_meters[0]) if engine_meters else 0.0
             with meter:
                 deadline = time.perf_counter() + 1800
                 for b in items:
@@ -142,18 +149,52 @@ def farm(work: Path, items, samples: int, concurrency: int, lifecycles: int,
                     if time.perf_counter() > deadline:
                         raise SystemExit("farm run did not finish within 30 min")
                     time.sleep(0.2)
-            after = engine_ceiling(concurrency, lifecycles, settings.reuse_netns, engine_meters[1])
+            after = engine_ceiling(concurrency, lifecycles, lend, engine_meters[1]) if engine_meters else 0.0
         finally:
             for w in workers:
                 w.stop()
     return total / meter.wall_s * 60, overhead, round_trip, before, after
 
 
-def sequential(items, samples: int, limit: int) -> float:
-    from sandbox import config_from_settings
+def backend_config(backend: str):
+    """The settings' sandbox config when it is this backend's, else that backend's defaults."""
+    from sandbox.config import backend_class
+
+    current = get_settings().sandbox
+    return current if current.type == backend else backend_class(backend)()
+
+
+def episode_cpu_ms(items, episodes: int) -> float:
+    """CPU of an oracle episode's own processes (the floor no sandbox removes): in cells every one
+    descends from this process, so it is counted exactly; an empty cell's cost is taken off."""
+    import resource
+
+    from sandbox import WorldSpec
+    from sandbox.providers import shutdown_providers
     from workers.rollout import run_episode
 
-    config = config_from_settings(get_settings()).model_copy(update={"mode": "exec", "pool_size": 0})
+    def children_s() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    def run(n: int, work: bool) -> float:
+        start = children_s()
+        config = backend_config("cells").model_copy(update={"max_live": 2})
+        for i in range(n):
+            if work:
+                run_episode(items[i % len(items)], "oracle", i, sandbox_config=config)
+            else:
+                config.open(WorldSpec(role="bench")).close()
+        shutdown_providers()  # the cell host exits: its CPU and all its descendants' is ours now
+        return (children_s() - start) * 1000 / n
+
+    return run(episodes, True) - run(episodes, False)
+
+
+def sequential(items, samples: int, limit: int) -> float:
+    from workers.rollout import run_episode
+
+    config = backend_config("docker").model_copy(update={"exec_replay": True, "pool_size": 0})
     # sample-major, so a short run still covers every scenario: the farm's mix, not its first few
     jobs = [(b, s) for s in range(samples) for b in items][:limit]
     start = time.perf_counter()
@@ -167,7 +208,7 @@ def wait_for_holders(count: int, timeout: float = 120) -> None:
     import docker
 
     from sandbox import labels as L
-    from sandbox.netns_pool import ROLE
+    from sandbox.docker.netns_pool import ROLE
 
     client = docker.from_env()
     deadline = time.monotonic() + timeout
@@ -178,11 +219,10 @@ def wait_for_holders(count: int, timeout: float = 120) -> None:
 
 
 def engine_ceiling(concurrency: int, count: int, lend_netns: bool, meter: Meter | None = None) -> float:
-    from sandbox import config_from_settings
-    from sandbox.docker_backend import DockerProvider
+    from sandbox.docker.provider import DockerProvider
     from sandbox.labels import make_labels
 
-    config = config_from_settings(get_settings()).model_copy(update={"pool_size": 0, "reuse_netns": lend_netns})
+    config = backend_config("docker").model_copy(update={"pool_size": 0, "reuse_netns": lend_netns})
     provider = DockerProvider(config)
     api = provider.api
     lock, done, holders = threading.Lock(), [0], []
@@ -229,6 +269,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=get_settings().rollout_concurrency)
     ap.add_argument("--sequential", type=int, default=16, help="Episodes for the sequential baseline.")
     ap.add_argument("--lifecycles", type=int, default=64, help="Bare container lifecycles for the ceiling.")
+    ap.add_argument("--worlds", type=int, default=40, help="Empty worlds per backend for world_cpu_ms.")
+    ap.add_argument("--episodes", type=int, default=16, help="Cells episodes for episode_cpu_ms.")
     args = ap.parse_args()
 
     items = bundles(args.scenarios, args.seed)
@@ -239,7 +281,7 @@ def main() -> None:
     total = len(items) * args.samples
     print(f"farm: {farm_rate:.1f} rollouts/min ({len(items)}x{args.samples}, concurrency {args.concurrency}); "
           f"celery {overhead:.2f} ms/task amortised, {round_trip:.2f} ms lone round trip", file=sys.stderr)
-    lending = get_settings().reuse_netns
+    lending = get_settings().sandbox.reuse_netns
     ceiling = (before + after) / 2
     print(f"engine ceiling: {ceiling:.1f} lifecycles/min at concurrency {args.concurrency} "
           f"({before:.1f} before the farm, {after:.1f} after)"
@@ -265,6 +307,28 @@ def main() -> None:
         print(f"engine ceiling, a new network namespace per container: {own:.1f} lifecycles/min", file=sys.stderr)
         extra.update({"engine_lifecycles_own_netns_per_min": round(own, 1),
                       "farm_vs_engine_own_netns": round(farm_rate / own, 2)})
+    # the same workload with the cells backend, then each backend's empty world and the episode's own CPU
+    cells_meter = Meter()
+    with tempfile.TemporaryDirectory(prefix="sekfarm-bench-") as tmp:
+        cells_rate = farm(Path(tmp), items, args.samples, args.concurrency, 0, cells_meter, None, "cells")[0]
+    cells_cpu = cpu_report([cells_meter], total)
+    print(f"cells farm: {cells_rate:.1f} rollouts/min", file=sys.stderr)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from world import cells_exact, world_cost  # noqa: E402
+
+    world = {"cells_world_cpu_ms": round(cells_exact(args.worlds), 2),
+             "docker_world_cpu_ms": round(world_cost(backend_config("docker"), args.worlds)[0], 2)}
+    episode = episode_cpu_ms(items, args.episodes)
+    print(f"empty world: {world['cells_world_cpu_ms']} ms CPU (cells), {world['docker_world_cpu_ms']} ms (docker); "
+          f"an episode's own processes: {episode:.1f} ms", file=sys.stderr)
+    extra.update({
+        "docker_rollouts_per_min": round(farm_rate, 1), "cells_rollouts_per_min": round(cells_rate, 1),
+        "cells_vs_docker": round(cells_rate / farm_rate, 2), **world, "episode_cpu_ms": round(episode, 1)})
+    if farm_cpu and cells_cpu:
+        extra.update({"docker_cpu_ms_per_rollout": farm_cpu["cpu_ms_per_item"],
+                      "cells_cpu_ms_per_rollout": cells_cpu["cpu_ms_per_item"],
+                      "cells_steal_share": cells_cpu["steal_share"],
+                      "cells_vs_docker_cpu": round(cells_cpu["cpu_ms_per_item"] / farm_cpu["cpu_ms_per_item"], 2)})
     print(json.dumps({
         "farm_rollouts_per_min": round(farm_rate, 1), "sequential_rollouts_per_min": round(seq_rate, 1),
         "engine_lifecycles_per_min": round(ceiling, 1), "celery_overhead_ms_per_task": round(overhead, 2),

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     bundles = [r.bundle for r in author_bundles(args.bundles, args.seed) if r.bundle]
     cold_cfg = DockerSandboxConfig(pool_size=0, max_live=args.workers + 1)
     pool_cfg = DockerSandboxConfig(pool_size=args.pool, max_live=args.workers + args.pool + 1)
-    from sandbox.docker_backend import docker_provider
+    from sandbox.docker.provider import docker_provider
 
     docker_provider(pool_cfg)  # start filling the pool before the clock starts
     time.sleep(2.0)

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     settings = Settings(oracle_mistake_rate=0.0)
-    configs = {m: DockerSandboxConfig(mode=m, command_timeout_s=10.0) for m in MODES}
+    configs = {m: DockerSandboxConfig(exec_replay=m == "exec", command_timeout_s=10.0) for m in MODES}
     work = bundles(args.bundles, args.seed)
     seconds = {m: 0.0 for m in MODES}
     per_episode = {m: [] for m in MODES}

@@ -22,7 +22,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 
 from common.bundle import FileFixture  # noqa: E402
 from sandbox import DockerSandboxConfig, WorldSpec, open_sandbox  # noqa: E402
-from sandbox.docker_backend import DockerProvider  # noqa: E402
+from sandbox.docker.provider import DockerProvider  # noqa: E402
 
 # A typical episode world: an announcement, a provider script, a few work files, env.
 SPEC = WorldSpec(
@@ -92,9 +92,9 @@ def main() -> None:
     ap.add_argument("--episode-s", type=float, default=1.0, help="simulated episode length between acquires")
     args = ap.parse_args()
 
-    session = per_command(DockerSandboxConfig(mode="session"), args.commands)
+    session = per_command(DockerSandboxConfig(), args.commands)
     print(f"persistent session: {session} ms/command", flush=True)
-    replay = per_command(DockerSandboxConfig(mode="exec"), max(20, args.commands // 5))
+    replay = per_command(DockerSandboxConfig(exec_replay=True), max(20, args.commands // 5))
     print(f"exec replay:        {replay} ms/command", flush=True)
     fork = local_fork(args.commands)
     print(f"local dash -c fork: {fork} ms/command", flush=True)

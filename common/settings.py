@@ -5,17 +5,41 @@ The same names appear in compose.yaml and the README: `FARM_STORE`, `FARM_BROKER
 
 from __future__ import annotations
 
+import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sandbox.config import DEFAULT_BACKEND, FIELDS, SandboxConfig, backend_class, fold_flat_fields
+
+
+class _SandboxFieldsSource(PydanticBaseSettingsSource):
+    """FARM_<FIELD> for every field a sandbox backend's config declares (not fields of Settings)."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - the source works as a whole
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env = {k.upper(): v for k, v in os.environ.items()}
+        return {name: env[f"FARM_{name.upper()}"] for name in FIELDS if f"FARM_{name.upper()}" in env}
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return init_settings, env_settings, _SandboxFieldsSource(settings_cls), dotenv_settings, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_sandbox_fields(cls, data: Any) -> Any:
+        return fold_flat_fields(dict(data)) if isinstance(data, dict) else data
 
     # --- where things live
     store: str = Field("./farm-store", description="Artifact store URL: a local directory or any fsspec URL (s3://, gs://, ...).")
@@ -23,21 +47,10 @@ class Settings(BaseSettings):
     result_backend: str | None = Field(None, description="Celery result backend; defaults to the broker URL.")
     result_expires_s: int = Field(3600, description="Task results (ids only) expire after this many seconds.")
 
-    # --- sandbox
-    sandbox_backend: Literal["docker", "fake"] = Field("docker", description="Sandbox backend.")
-    sandbox_mode: Literal["session", "exec"] = Field("session", description="Persistent dash session (fast) or exec replay (baseline).")
-    image: str = Field("sekfarm-dash:latest", description="Sandbox image built from Dockerfile.dash.")
-    docker_url: str | None = Field(None, description="Docker engine URL; defaults to DOCKER_HOST or the local socket.")
-    command_timeout_s: float = Field(10.0, description="Per-command timeout; the command's processes are killed after it.")
-    episode_timeout_s: float = Field(300.0, description="Wall-clock limit for one sandbox's whole life.")
-    output_cap_bytes: int = Field(16_384, description="Per-command output cap; longer output is cut with a visible marker.")
-    pids_limit: int = Field(128, description="Process limit per sandbox (contains fork bombs).")
-    memory_mb: int = Field(256, description="Memory limit per sandbox.")
-    cpus: float = Field(0.5, description="CPU limit per sandbox.")
-    pool_size: int = Field(2, description="Warm pool of pre-started sandboxes per process (0 disables).")
-    max_live_containers: int = Field(8, description="Bound on live sandboxes per process, keeps the engine below overload.")
-    reuse_netns: bool = Field(True, description="Sandboxes join lent, empty network namespaces (one sandbox at a "
-                              "time each) instead of each creating one: the largest engine cost per container.")
+    # --- sandbox: FARM_SANDBOX picks the backend, FARM_<FIELD> sets each field of its config
+    # (sandbox/config.py and each backend's config.py: FARM_IMAGE, FARM_POOL_SIZE, FARM_MAX_LIVE, ...)
+    sandbox: Annotated[SandboxConfig, NoDecode] = Field(
+        default_factory=lambda: backend_class(DEFAULT_BACKEND)(), description="The sandbox backend and its config.")
 
     # --- authoring
     author: str = Field("procedural", description="'procedural' or 'litellm:MODEL'.")
@@ -66,6 +79,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(0, description="Redis redelivers an unacked task after this long; 0 = derived from the longest CPU task's hard time limit.")
     retry_backoff_s: float = Field(2.0, description="First retry delay for transient errors; doubles per attempt (capped at 60 s).")
     orphan_sweep_s: float = Field(60.0, description="Sandbox workers remove orphaned containers (dead owner, past deadline) this often.")
+    node_host: str | None = Field(None, description="Host part of this machine's Celery node names "
+                                  "(ROLE.REPLICA@HOST, common/node_names.py); None = the hostname, which in a "
+                                  "bridged container is the container's id.")
 
     # --- gpu node (gpu/worker.py)
     base_model: str = Field("smollm2", description="Base model: 'smollm2' (the embedded GGUF), a local dir, a hub id or a .gguf path.")

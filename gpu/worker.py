@@ -213,8 +213,10 @@ def _stop_node(sender: Any = None, **_: Any) -> None:
 
 
 def worker_argv(extra: list[str] | None = None) -> list[str]:
-    return ["worker", "-Q", "train,eval", "--include", "gpu.tasks", "--pool", "solo", "--concurrency", "1",
-            "--loglevel", "INFO", *(extra or [])]
+    from common.node_names import node_name
+
+    return ["worker", "-Q", "train,eval", "--include", "gpu.tasks", "-n", node_name("gpu"), "--pool", "solo",
+            "--concurrency", "1", "--loglevel", "INFO", *(extra or [])]
 
 
 def main(argv: list[str] | None = None) -> None:

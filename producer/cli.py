@@ -170,14 +170,11 @@ def train(store, broker) -> None:
 @click.option("--older-than", type=float, default=None, help="Also remove farm containers older than this many seconds.")
 def cleanup(older_than) -> None:
     """Remove orphaned sandbox containers (dead owner, past deadline, stopped)."""
-    from sandbox import config_from_settings
-    from sandbox.cleanup import cleanup_orphans
-
-    config = config_from_settings(get_settings())
-    if config.type != "docker":
-        click.echo("the fake sandbox backend starts no containers: nothing to clean")
+    config = get_settings().sandbox
+    if not config.starts_worlds:
+        click.echo(f"the {config.type} sandbox backend starts no worlds: nothing to clean")
         return
-    removed = cleanup_orphans(config, older_than_s=older_than)
+    removed = config.sweep_orphans(older_than_s=older_than)
     click.echo(f"removed {removed} orphaned container(s)")
 
 

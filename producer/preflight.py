@@ -49,32 +49,13 @@ def check_operator(operator: str, settings: Settings) -> None:
 
 
 def check_sandbox(settings: Settings) -> None:
-    """The engine answers and the sandbox image is present (docker backend only)."""
-    from sandbox import ImageMissing, config_from_settings
+    """The sandbox backend can start worlds here (for docker: the engine answers and has the image)."""
     from sandbox.errors import SandboxError
 
-    config = config_from_settings(settings)
-    if config.type != "docker":
-        return
     try:
-        import docker.errors
-
-        from sandbox.docker_backend import connect
-
-        client = connect(config)
-        client.images.get(config.image)
-    except docker.errors.ImageNotFound as exc:
-        raise PrerequisiteMissing(
-            f"the sandbox image {config.image} is missing: build it with `sandbox/image/build.sh` "
-            "(offline) or `docker build -f Dockerfile.dash -t sekfarm-dash .`") from exc
-    except ImageMissing as exc:
-        raise PrerequisiteMissing(str(exc)) from exc
+        settings.sandbox.check_ready()
     except SandboxError as exc:
-        raise PrerequisiteMissing(f"{exc} (is the Docker engine running and can this user reach "
-                                  "/var/run/docker.sock? set FARM_DOCKER_URL otherwise)") from exc
-    except Exception as exc:  # docker SDK / requests errors: the engine is not reachable
-        raise PrerequisiteMissing(f"cannot reach the Docker engine ({type(exc).__name__}: {exc}); start it, "
-                                  "or set FARM_DOCKER_URL / DOCKER_HOST") from exc
+        raise PrerequisiteMissing(str(exc)) from exc
 
 
 def _redact(url: str) -> str:

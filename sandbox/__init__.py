@@ -3,12 +3,16 @@
     from sandbox import open_sandbox, WorldSpec
     with open_sandbox(WorldSpec(files=..., env=...)) as box:
         box.run("ls -la")
+
+The backend is chosen by config (sandbox/config.py): one subpackage per backend
+(docker/, cells/, fake/), each opening worlds that world.py's Episode makes into Sandboxes.
 """
 
 from __future__ import annotations
 
-from sandbox.config import DockerSandboxConfig, FakeSandboxConfig, SandboxConfig, config_from_settings
+from sandbox.config import BackendConfig, SandboxConfig, config_from_settings
 from sandbox.contract import CheckResult, CommandResult, Sandbox, WorldSpec
+from sandbox.docker.config import DockerSandboxConfig
 from sandbox.errors import (
     EngineUnavailable,
     ImageMissing,
@@ -17,21 +21,15 @@ from sandbox.errors import (
     SandboxError,
     SandboxTimeout,
 )
+from sandbox.fake.config import FakeSandboxConfig
 
 __all__ = [
-    "CheckResult", "CommandResult", "DockerSandboxConfig", "EngineUnavailable", "FakeSandboxConfig",
-    "ImageMissing", "Sandbox", "SandboxClosed", "SandboxConfig", "SandboxDied", "SandboxError",
+    "BackendConfig", "CheckResult", "CommandResult", "DockerSandboxConfig", "EngineUnavailable",
+    "FakeSandboxConfig", "ImageMissing", "Sandbox", "SandboxClosed", "SandboxConfig", "SandboxDied", "SandboxError",
     "SandboxTimeout", "WorldSpec", "config_from_settings", "open_sandbox",
 ]
 
 
-def open_sandbox(spec: WorldSpec, config: DockerSandboxConfig | FakeSandboxConfig | None = None) -> Sandbox:
-    """Start a fresh sandbox for `spec` with the configured backend (lazy import)."""
-    config = config or config_from_settings()
-    if config.type == "fake":
-        from sandbox.fake import FakeSandbox
-
-        return FakeSandbox(spec, config)
-    from sandbox.docker_backend import docker_provider
-
-    return docker_provider(config).acquire(spec)
+def open_sandbox(spec: WorldSpec, config: BackendConfig | None = None) -> Sandbox:
+    """Start a fresh sandbox for `spec` with the configured backend (imported lazily)."""
+    return (config or config_from_settings()).open(spec)

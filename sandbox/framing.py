@@ -14,8 +14,7 @@ from __future__ import annotations
 import re
 import secrets
 import shlex
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 BOOTSTRAP = b"exec 9>&1 2>/dev/null\n"
 # The root shell also forwards the operator's input into a FIFO; a dead reader must give
@@ -100,26 +99,6 @@ def parse_export_dump(dump: str) -> dict[str, str]:
 
 def quote(s: str) -> str:
     return shlex.quote(s)
-
-
-@dataclass
-class Demux:
-    """Parses the engine's multiplexed exec stream (8-byte headers) into stdout bytes."""
-
-    pending: bytearray = field(default_factory=bytearray)
-
-    def feed(self, data: bytes) -> bytes:
-        self.pending += data
-        out = bytearray()
-        while len(self.pending) >= 8:
-            stream, size = self.pending[0], struct.unpack(">I", self.pending[4:8])[0]
-            if len(self.pending) < 8 + size:
-                break
-            payload = bytes(self.pending[8 : 8 + size])
-            del self.pending[: 8 + size]
-            if stream == 1:  # the shell's own stderr (stream 2) is diagnostics, not output
-                out += payload
-        return bytes(out)
 
 
 # dash names the sourced here-document in its diagnostics; an interactive shell says "sh: N:"

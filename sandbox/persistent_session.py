@@ -1,5 +1,5 @@
-"""A long-lived dash spoken to over one engine stream (the container's attached stdio,
-or an exec's), framed by nonces.
+"""A long-lived dash spoken to over one stream (a container's attached stdio, an exec's,
+or a cell's socket), framed by nonces.
 
 A command costs a write and a read on an open socket (well under a millisecond),
 instead of a new `docker exec` (~50 ms). See framing.py for the protocol.
@@ -11,10 +11,10 @@ import select
 import socket
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 from sandbox.errors import SandboxDied
-from sandbox.framing import BOOTSTRAP, ROOT_BOOTSTRAP, SOURCE, Demux, Trailer, frame, new_nonce, parse_trailer
+from sandbox.framing import ROOT_BOOTSTRAP, SOURCE, Trailer, frame, new_nonce, parse_trailer
 
 Ended = Literal["ok", "timeout", "overflow", "eof"]
 
@@ -28,50 +28,22 @@ class RawRun:
 
 
 class PersistentSession:
-    """A dash process inside `container_id`, run as `user`, framed by nonces."""
+    """A dash process spoken to over one stream socket, framed by nonces.
 
-    def __init__(self, api, container_id: str, user: str, workdir: str, environment: dict[str, str],
-                 argv: list[str] | None = None):
-        self.api = api
-        # exec replay passes a one-shot `sh -c SCRIPT` here and sends nothing on stdin
-        self.argv = argv or ["/bin/sh"]
-        self.container_id = container_id
-        self.user = user
-        self.workdir = workdir
-        self.environment = environment
+    `demux` unwraps a transport's own framing (the engine's multiplexed stream) into the
+    shell's stdout bytes; None for a plain socket.
+    """
+
+    def __init__(self, sock: socket.socket, demux: Callable[[bytes], bytes] | None = None):
+        self.sock: socket.socket | None = sock
+        self.sock.setblocking(False)
         self.pid: int | None = None
-        self.sock: socket.socket | None = None
-        self._demux = Demux()
+        self._demux = demux
         self._stdout = bytearray()
 
-    @classmethod
-    def attach(cls, api, container_id: str) -> "PersistentSession":
-        """The container's main process (the root shell) through the engine's attach stream.
-
-        Attach before start, then `start()` the container and call `bootstrap()`. Unlike an
-        exec, attaching spawns nothing in the engine: two execs per episode cost the engine
-        about a third of its container throughput on a small machine.
-        """
-        session = cls(api, container_id, "root", "/", {})
-        raw = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-        session.sock = getattr(raw, "_sock", raw)
-        session.sock.setblocking(False)
-        return session
-
     def bootstrap(self) -> None:
+        """Make a fresh root shell speak the protocol (see framing.py)."""
         self._send(ROOT_BOOTSTRAP)
-
-    def open(self) -> "PersistentSession":
-        exec_id = self.api.exec_create(
-            self.container_id, self.argv, stdin=True, stdout=True, stderr=True, tty=False,
-            user=self.user, workdir=self.workdir, environment=self.environment,
-        )["Id"]
-        raw = self.api.exec_start(exec_id, socket=True, tty=False)
-        self.sock = getattr(raw, "_sock", raw)
-        self.sock.setblocking(False)
-        if self.argv == ["/bin/sh"]:
-            self._send(BOOTSTRAP)
-        return self
 
     @property
     def alive(self) -> bool:
@@ -109,7 +81,7 @@ class PersistentSession:
                 return b""
             if not data:
                 return b""
-            out = self._demux.feed(data)
+            out = self._demux(data) if self._demux else data
             if out:
                 return out
 

@@ -145,7 +145,7 @@ def test_poison_task_redelivered_past_max_attempts_is_dead_lettered(
     from workers.celery_app import ROLLOUT_TASK, app
     from workers.pipeline import Pipeline
 
-    spawn_workers(["rollout"], {**farm_env, "FARM_SANDBOX_BACKEND": "fake"}, concurrency=1)
+    spawn_workers(["rollout"], {**farm_env, "FARM_SANDBOX": "fake"}, concurrency=1)
     store = Store(str(store_dir))
     pipe = Pipeline(store, farm_settings)
     task_id = "rollout:poison-0"
@@ -178,7 +178,7 @@ def test_producer_rerun_enqueues_nothing_twice(farm_env, redis_server, store_dir
     assert client.llen("author") == 2
 
     # After the work is done, the same command still adds nothing.
-    spawn_workers(["author", "gate", "pairs"], {**farm_env, "FARM_SANDBOX_BACKEND": "fake"}, concurrency=2)
+    spawn_workers(["author", "gate", "pairs"], {**farm_env, "FARM_SANDBOX": "fake"}, concurrency=2)
     assert _wait(lambda: Store(str(store_dir)).count("gate") == 10, 60)
     third = runner.invoke(main, args)
     assert "enqueued 0 author task(s)" in third.output

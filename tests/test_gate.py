@@ -8,7 +8,7 @@ import pytest
 
 from common import taxonomy as tx
 from common.bundle import Bundle
-from sandbox import DockerSandboxConfig, FakeSandboxConfig
+from sandbox import DockerSandboxConfig, FakeSandboxConfig, SandboxConfig, SandboxError
 from tests.conftest import docker_ready
 from workers.author import author_procedural
 from workers.author.families import FAMILIES
@@ -62,8 +62,17 @@ def real(fn):
     return pytest.mark.docker(pytest.mark.slow(skip(fn)))
 
 
-@pytest.fixture(scope="module")
-def config() -> DockerSandboxConfig:
+@pytest.fixture(scope="module", params=["docker", "cells"])
+def config(request) -> SandboxConfig:
+    """Every real-gate test on each real backend."""
+    if request.param == "cells":
+        from sandbox.cells.config import CellsSandboxConfig
+
+        try:
+            CellsSandboxConfig().check_ready()
+        except SandboxError as exc:
+            pytest.skip(f"cells cannot run here: {exc}")
+        return CellsSandboxConfig(max_live=4)
     return DockerSandboxConfig(max_live=4)
 
 

@@ -64,7 +64,7 @@ def test_admitted_bundle_flows_to_rollouts_and_pairs(farm_env, farm_settings, sp
     from workers.pipeline import Pipeline
     from workers.rollout import trajectory_id
 
-    env = {**farm_env, "FARM_SANDBOX_BACKEND": "fake"}
+    env = {**farm_env, "FARM_SANDBOX": "fake"}
     spawn_workers(["rollout", "pairs"], env, concurrency=4)
     store = Store(str(store_dir))
     bundle = _bundle()
@@ -95,7 +95,7 @@ def test_turn_pairs_setting_labels_rejects_with_the_oracle_on_the_worker(farm_en
     from common.trajectory import Pair
     from workers.pipeline import Pipeline
 
-    env = {**farm_env, "FARM_SANDBOX_BACKEND": "fake", "FARM_TURN_PAIRS": "true"}
+    env = {**farm_env, "FARM_SANDBOX": "fake", "FARM_TURN_PAIRS": "true"}
     spawn_workers(["rollout", "pairs"], env, concurrency=4)
     store = Store(str(store_dir))
     bundle = _bundle()
@@ -113,7 +113,7 @@ def test_turn_pairs_setting_labels_rejects_with_the_oracle_on_the_worker(farm_en
 def test_permanent_error_is_a_dead_letter_after_one_attempt(farm_env, farm_settings, spawn_workers, store_dir):
     from workers.pipeline import Pipeline
 
-    spawn_workers(["rollout"], {**farm_env, "FARM_SANDBOX_BACKEND": "fake"})
+    spawn_workers(["rollout"], {**farm_env, "FARM_SANDBOX": "fake"})
     store = Store(str(store_dir))
     # No such bundle in the store: a deterministic failure, retrying cannot help.
     Pipeline(store, farm_settings).gated("ghost-0000", True, samples=1, operator="oracle")

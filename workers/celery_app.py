@@ -36,7 +36,7 @@ ROUTES = {
 def time_limits(settings: Settings) -> dict[str, tuple[int, int]]:
     """(soft, hard) seconds per task. The threads pool cannot enforce them, so rollouts are
     bounded by the sandbox's own episode wall clock; these still cap prefork workers."""
-    episode = int(settings.episode_timeout_s)
+    episode = int(settings.sandbox.episode_timeout_s)
     return {
         AUTHOR_TASK: (300, 360),           # an LLM author may take minutes per bundle
         GATE_TASK: (120, 180),

@@ -20,7 +20,7 @@ import time
 from pydantic import BaseModel, Field
 
 from common.bundle import Bundle
-from sandbox import CheckResult, DockerSandboxConfig, FakeSandboxConfig, open_sandbox
+from sandbox import CheckResult, SandboxConfig, open_sandbox
 from sandbox.errors import EngineUnavailable, ImageMissing, SandboxError
 from workers.world import world_spec
 
@@ -89,7 +89,7 @@ def _verdict(results: list[CheckResult]) -> tuple[bool, str]:
     return results[0].passed, results[0].output
 
 
-def gate_bundle(bundle: Bundle, config: DockerSandboxConfig | FakeSandboxConfig | None = None) -> GateReport:
+def gate_bundle(bundle: Bundle, config: SandboxConfig | None = None) -> GateReport:
     """Run every check on `bundle` in fresh sandboxes; see the module docstring."""
     start = time.perf_counter()
     checks: dict[str, bool] = {}

@@ -21,7 +21,7 @@ from common.bundle import Bundle
 from common.ids import derived_id
 from common.settings import Settings, get_settings
 from common.trajectory import EpisodeStats, Outcome, Trajectory, Turn, TurnStats
-from sandbox import DockerSandboxConfig, FakeSandboxConfig, SandboxError, config_from_settings, open_sandbox
+from sandbox import SandboxConfig, SandboxError, config_from_settings, open_sandbox
 from workers.errors import OperatorError
 from workers.operators import Operator, make_operator
 from workers.record import SCAFFOLD, EpisodeRecorder
@@ -56,7 +56,7 @@ class _Episode:
 
 
 def run_episode(bundle: Bundle, operator_spec: str, sample: int, settings: Settings | None = None,
-                sandbox_config: DockerSandboxConfig | FakeSandboxConfig | None = None,
+                sandbox_config: SandboxConfig | None = None,
                 operator: Operator | None = None) -> Trajectory:
     """Roll `operator_spec` (or the given `operator` instance, recorded under that spec) out on `bundle`."""
     settings = settings or get_settings()
@@ -97,7 +97,7 @@ def run_episode(bundle: Bundle, operator_spec: str, sample: int, settings: Setti
 
 def _act(box, op: Operator, ep: _Episode, settings: Settings, started: float, stats: EpisodeStats) -> None:
     """The turn loop: reply -> one command -> the world's answer, until a terminal or a limit."""
-    deadline = started + max(1.0, settings.episode_timeout_s - CHECK_RESERVE_S)
+    deadline = started + max(1.0, settings.sandbox.episode_timeout_s - CHECK_RESERVE_S)
     idle = 0
     for index in range(settings.max_turns):
         if time.perf_counter() >= deadline:
@@ -120,7 +120,7 @@ def _act(box, op: Operator, ep: _Episode, settings: Settings, started: float, st
             continue
         idle = 0
         remaining = deadline - time.perf_counter()
-        result = box.run(command, timeout=max(0.5, min(settings.command_timeout_s, remaining)))
+        result = box.run(command, timeout=max(0.5, min(settings.sandbox.command_timeout_s, remaining)))
         turn_stats.command_ms = result.duration_ms
         stats.sandbox_ms += result.duration_ms
         turn = Turn(index=index, raw_reply=reply.text, command=command, output=result.output,

@@ -2,7 +2,7 @@
 periodically, so a worker killed mid-episode (SIGKILL, OOM, node loss) leaves nothing behind.
 
 A container is an orphan when its owner process is dead, its deadline passed or it
-stopped (see sandbox.cleanup); a dead worker's network-namespace holders are orphans too.
+stopped (see sandbox/docker/cleanup.py); a dead worker's network-namespace holders are orphans too.
 The sweep, and the warm-up of the holders, run only in workers that start sandboxes.
 """
 
@@ -21,14 +21,8 @@ _stop = threading.Event()
 
 
 def sweep_once() -> int:
-    from sandbox import config_from_settings
-    from sandbox.cleanup import cleanup_orphans
-
-    config = config_from_settings(get_settings())
-    if config.type != "docker":
-        return 0
     try:
-        removed = cleanup_orphans(config)
+        removed = get_settings().sandbox.sweep_orphans()
     except Exception as exc:  # the engine may be briefly away; the next sweep tries again
         log.warning("orphan sweep failed: %s", exc)
         return 0
@@ -38,17 +32,13 @@ def sweep_once() -> int:
 
 
 def warm_netns(concurrency: int | None = None) -> int:
-    """Start this worker's network-namespace holders before its first episode (see
-    sandbox/netns_pool.py): each is a new namespace, the costliest part of a container.
-    As many as episodes can be live at once: the worker's concurrency, at most max_live."""
-    from sandbox import config_from_settings
-    from sandbox.docker_backend import docker_provider
-
-    config = config_from_settings(get_settings())
-    if config.type != "docker" or not config.reuse_netns:
-        return 0
+    """Prepare this worker's backend before its first episode (the docker backend starts its
+    network-namespace holders, sandbox/docker/netns_pool.py: each is a new namespace, the
+    costliest part of a container). As many as episodes can be live at once: the worker's
+    concurrency, at most max_live."""
+    config = get_settings().sandbox
     try:
-        return docker_provider(config).netns.prefill(min(config.max_live, concurrency or config.max_live))
+        return config.warm_up(concurrency or config.max_live)
     except Exception as exc:  # the first episodes start them instead
         log.warning("could not start network-namespace holders: %s", exc)
         return 0
@@ -67,7 +57,7 @@ def _on_ready(sender=None, **_):
         queues = set()
     if queues and not queues & SANDBOX_QUEUES:
         return
-    if get_settings().sandbox_backend != "docker":
+    if not get_settings().sandbox.starts_worlds:
         return
     sweep_once()
     concurrency = getattr(getattr(sender, "controller", None), "concurrency", None)

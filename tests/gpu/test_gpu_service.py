@@ -45,8 +45,9 @@ def test_every_farm_gpu_name_in_the_service_is_a_setting():
 
 def test_the_gpu_service_is_one_solo_worker_with_a_gpu_and_serves_the_rollouts():
     service = _gpu_service()
-    command = service["command"]
+    command = " ".join(service["command"]).split()
     assert "gpu.tasks" in command and command[command.index("--pool") + 1] == "solo"
+    assert "common.node_names gpu" in " ".join(service["command"])  # ROLE.REPLICA@HOST like every worker
     assert service["build"]["target"] == "gpu"
     assert service["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     assert service["environment"]["FARM_GPU_HOST"] == "0.0.0.0"

@@ -1,17 +1,21 @@
-"""Fixtures for the sandbox suite: real Docker engine, real sandbox image."""
+"""Fixtures for the sandbox suite: every real backend, with the checks each is known to fail."""
 
 from __future__ import annotations
 
 import pytest
 
-from sandbox import DockerSandboxConfig, EngineUnavailable
-from sandbox.docker_backend import connect
+pytest.register_assert_rewrite("sandbox.conformance")
+
+from sandbox import DockerSandboxConfig, EngineUnavailable, SandboxError  # noqa: E402
+from sandbox.cells.config import CellsSandboxConfig  # noqa: E402
 
 IMAGE = "sekfarm-dash:latest"
 
 
 @pytest.fixture(scope="session")
 def docker_client():
+    from sandbox.docker.provider import connect
+
     try:
         client = connect(DockerSandboxConfig())
     except EngineUnavailable as exc:
@@ -23,17 +27,30 @@ def docker_client():
     return client
 
 
+LIMITS = {"command_timeout_s": 1.5, "output_cap_bytes": 4096}
 # Each backend declares the checks it is known to fail (inspect_ai style).
 BACKENDS = {
-    "session": (DockerSandboxConfig(mode="session", command_timeout_s=1.5, output_cap_bytes=4096), set()),
-    "exec": (
-        DockerSandboxConfig(mode="exec", command_timeout_s=1.5, output_cap_bytes=4096),
+    "docker": (DockerSandboxConfig(**LIMITS), set()),
+    "cells": (CellsSandboxConfig(**LIMITS), set()),
+    "docker-exec": (
+        DockerSandboxConfig(exec_replay=True, **LIMITS),
         {"shell_state_persists"},  # exec replay carries cwd and exported env only, by design
     ),
 }
 
 
+@pytest.fixture(scope="session")
+def cells_ready():
+    """Root, cgroups and the root filesystem (scripts/setup makes it; else it is exported from
+    the engine's image here, or built with debootstrap)."""
+    try:
+        CellsSandboxConfig().check_ready()
+    except SandboxError as exc:
+        pytest.skip(f"cells cannot run here: {exc}")
+
+
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request, docker_client):
+def backend(request):
     config, known_failures = BACKENDS[request.param]
+    request.getfixturevalue("docker_client" if config.type == "docker" else "cells_ready")
     return config, known_failures

@@ -2,7 +2,8 @@
 
 import struct
 
-from sandbox.framing import Demux, decode_output, frame, parse_export_dump, parse_trailer
+from sandbox.docker.streams import Demux
+from sandbox.framing import decode_output, frame, parse_export_dump, parse_trailer
 
 
 def test_trailer_parsed_only_when_complete():

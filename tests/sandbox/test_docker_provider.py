@@ -7,10 +7,11 @@ import time
 import pytest
 
 from common.bundle import FileFixture
-from sandbox import DockerSandboxConfig, EngineUnavailable, ImageMissing, WorldSpec, open_sandbox
+from sandbox import DockerSandboxConfig, EngineUnavailable, ImageMissing, SandboxClosed, WorldSpec, open_sandbox
 from sandbox import labels as L
-from sandbox.cleanup import cleanup_orphans
-from sandbox.docker_backend import DockerProvider, docker_provider
+from sandbox.conformance import SPEC
+from sandbox.docker.cleanup import cleanup_orphans
+from sandbox.docker.provider import DockerProvider, docker_provider
 
 pytestmark = [pytest.mark.docker]
 
@@ -59,6 +60,17 @@ def test_cleanup_removes_orphans_but_not_live_sandboxes(docker_client):
     box = open_sandbox(spec(10), DockerSandboxConfig())
     assert cleanup_orphans(owner=L.owner_id()) >= 1
     assert not docker_client.containers.list(all=True, filters={"id": box.id})
+
+
+def test_close_removes_container_and_is_final(docker_client):
+    box = open_sandbox(SPEC, DockerSandboxConfig())
+    container_id = box.id
+    assert docker_client.containers.get(container_id).labels["org.sekfarm.episode"] == "conformance"
+    box.close()
+    box.close()  # idempotent
+    with pytest.raises(SandboxClosed):
+        box.run("echo")
+    assert not docker_client.containers.list(all=True, filters={"id": container_id})
 
 
 def test_image_missing_says_how_to_build(docker_client):

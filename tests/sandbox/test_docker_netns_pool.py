@@ -11,8 +11,8 @@ import pytest
 from common.bundle import FileFixture
 from sandbox import DockerSandboxConfig, WorldSpec
 from sandbox import labels as L
-from sandbox.docker_backend import DockerProvider
-from sandbox.netns_pool import ROLE
+from sandbox.docker.netns_pool import ROLE
+from sandbox.docker.provider import DockerProvider
 
 pytestmark = [pytest.mark.docker]
 
@@ -44,7 +44,7 @@ def test_live_sandboxes_never_share_a_namespace_and_later_ones_reuse_them(docker
     provider = DockerProvider(DockerSandboxConfig(max_live=3, pool_size=0))
     try:
         boxes = [provider.acquire(spec(n)) for n in range(3)]
-        holders = {b.entry.netns for b in boxes}
+        holders = {b.world.entry.netns for b in boxes}
         assert None not in holders and len(holders) == 3
         assert len({b.run("readlink /proc/self/ns/net").output for b in boxes}) == 3
         for b in boxes:
@@ -53,16 +53,16 @@ def test_live_sandboxes_never_share_a_namespace_and_later_ones_reuse_them(docker
         boxes[0].run(LISTEN)
         assert boxes[0].run(f"sleep 0.3; {CONNECT}").output == "hello\n"
         assert boxes[1].run(CONNECT).output == "refused\n"
-        first = boxes[0].entry.netns
+        first = boxes[0].world.entry.netns
         for b in boxes:
             b.close()
         again = [provider.acquire(spec(n)) for n in range(3, 6)]
-        assert {b.entry.netns for b in again} == holders  # no new namespace was made
+        assert {b.world.entry.netns for b in again} == holders  # no new namespace was made
         for n, b in enumerate(again, start=3):
             # the last user's server died with its container: nothing listens, the port is free
             assert b.run(CONNECT).output == "refused\n"
             assert b.run("ls").output == f"f{n}.txt\n"
-        reused = next(b for b in again if b.entry.netns == first)
+        reused = next(b for b in again if b.world.entry.netns == first)
         reused.run(LISTEN)
         assert reused.run(f"sleep 0.3; {CONNECT}").output == "hello\n"
         for b in again:
@@ -72,7 +72,7 @@ def test_live_sandboxes_never_share_a_namespace_and_later_ones_reuse_them(docker
         for aged in provider.netns._idle:
             aged.deadline = time.monotonic() + 5
         with provider.acquire(spec(9)) as box:
-            fresh = box.entry.netns
+            fresh = box.world.entry.netns
             assert fresh not in holders
         assert not holder_ids(docker_client) & holders
     finally:
@@ -84,15 +84,15 @@ def test_a_namespace_whose_shared_files_changed_is_never_lent_again(docker_clien
     provider = DockerProvider(DockerSandboxConfig(max_live=1, pool_size=0))
     try:
         box = provider.acquire(spec(0))
-        tainted = box.entry.netns
+        tainted = box.world.entry.netns
         # the engine bind-mounts the holder's /etc/hosts into each container that joins it
         assert box.check("echo '10.9.9.9 intruder' >> /etc/hosts").passed
         box.close()
         assert tainted not in holder_ids(docker_client)
         with provider.acquire(spec(1)) as box:
-            assert box.entry.netns != tainted
+            assert box.world.entry.netns != tainted
             assert "intruder" not in box.run("cat /etc/hosts").output
-            clean = box.entry.netns
+            clean = box.world.entry.netns
         assert clean in holder_ids(docker_client)  # an untouched one goes back to the pool
     finally:
         provider.shutdown()
@@ -107,7 +107,7 @@ def test_holders_removed_behind_the_pools_back_are_replaced(docker_client):
             docker_client.api.remove_container(cid, force=True)  # e.g. a cleanup by hand
         with provider.acquire(spec(0)) as box:
             assert box.run("echo ok").output == "ok\n"
-            replacement = box.entry.netns
+            replacement = box.world.entry.netns
             assert replacement in holder_ids(docker_client) and replacement not in removed
     finally:
         provider.shutdown()
@@ -143,7 +143,7 @@ def test_own_namespace_per_sandbox_when_lending_is_off(docker_client):
     try:
         assert provider.netns is None
         with provider.acquire(spec(0)) as box:
-            assert box.entry.netns is None
+            assert box.world.entry.netns is None
             assert box.run("ls /sys/class/net; hostname").output == "lo\nsandbox\n"
             assert holder_ids(docker_client) <= before  # it made no holder
     finally:

@@ -29,7 +29,6 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import docker.errors
 import requests
@@ -37,9 +36,6 @@ import requests
 from sandbox.errors import EngineUnavailable, ImageMissing
 from sandbox.framing import quote
 from sandbox.labels import make_labels
-
-if TYPE_CHECKING:
-    from sandbox.docker_backend import DockerProvider
 
 ROLE = "netns"
 # a holder serves sandboxes for this many sandbox lifetimes before it is replaced
@@ -70,8 +66,9 @@ class Holder:
 class NetnsPool:
     """Idle holders, handed out one per sandbox; created on demand, never more than in use."""
 
-    def __init__(self, provider: "DockerProvider", sandbox_lifetime_s: float):
-        self.provider = provider
+    def __init__(self, api, image: str, sandbox_lifetime_s: float):
+        self.api = api
+        self.image = image
         self.sandbox_lifetime_s = sandbox_lifetime_s
         self.holder_lifetime_s = sandbox_lifetime_s * LIFETIMES_PER_HOLDER
         self._idle: list[Holder] = []
@@ -145,8 +142,7 @@ class NetnsPool:
         return holder.deadline - time.monotonic() > self.sandbox_lifetime_s + 60
 
     def _create(self) -> Holder:
-        api = self.provider.api
-        c = self.provider.config
+        api = self.api
         lifetime = self.holder_lifetime_s
         # hostname lives with the namespace's holder: a joining container cannot set one
         host_config = api.create_host_config(
@@ -157,14 +153,14 @@ class NetnsPool:
             created = None
             try:
                 created = api.create_container(
-                    c.image, command=["sleep", str(int(lifetime))], user="nobody", hostname="sandbox",
+                    self.image, command=["sleep", str(int(lifetime))], user="nobody", hostname="sandbox",
                     name=f"sekfarm-netns-{secrets.token_hex(4)}", labels=make_labels(ROLE, ROLE, lifetime),
                     host_config=host_config,
                 )
                 api.start(created["Id"])
                 return Holder(created["Id"], deadline=time.monotonic() + lifetime)
             except docker.errors.ImageNotFound as exc:
-                raise ImageMissing.build_hint(c.image) from exc
+                raise ImageMissing.build_hint(self.image) from exc
             except (docker.errors.APIError, requests.RequestException) as exc:
                 # A created holder that did not start is removed, not left for the sweep. The
                 # engine under load sometimes refuses a start it then reports as "already
@@ -178,6 +174,6 @@ class NetnsPool:
 
     def _remove(self, holder: Holder) -> None:
         try:
-            self.provider.api.remove_container(holder.id, force=True)
+            self.api.remove_container(holder.id, force=True)
         except (docker.errors.NotFound, docker.errors.APIError, requests.RequestException):
             pass

@@ -13,7 +13,7 @@ import docker.errors
 import requests
 
 from sandbox import labels as L
-from sandbox.config import DockerSandboxConfig
+from sandbox.docker.config import DockerSandboxConfig
 
 
 def cleanup_orphans(config: DockerSandboxConfig | None = None, older_than_s: float | None = None,
@@ -24,7 +24,7 @@ def cleanup_orphans(config: DockerSandboxConfig | None = None, older_than_s: flo
     Raises EngineUnavailable when the engine cannot be reached.
     """
     if client is None:
-        from sandbox.docker_backend import connect
+        from sandbox.docker.provider import connect
 
         client = connect(config or DockerSandboxConfig())
     now = time.time()

@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
-import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
-
-from sandbox.contract import WorldSpec
-
-if TYPE_CHECKING:
-    from sandbox.docker_backend import DockerProvider, Entry
+from typing import Any, Callable, Protocol
 
 log = logging.getLogger(__name__)
-_NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 REFILL_DELAY_S = 0.05
 
 
+class Pooled(Protocol):
+    created: float  # monotonic
+
+
 class WarmPool:
-    def __init__(self, provider: "DockerProvider", size: int, max_age_s: float):
-        self.provider = provider
+    """`start()` makes an entry (None when no slot is free), `discard(entry)` removes one."""
+
+    def __init__(self, start: Callable[[], Pooled | None], discard: Callable[[Any], None], size: int,
+                 max_age_s: float):
+        self.start = start
+        self.discard = discard
         self.size = size
         self.max_age_s = max_age_s
         self._ready: queue.Queue[Entry] = queue.Queue()
@@ -52,7 +52,7 @@ class WarmPool:
                 self._stop.wait(pause)
                 continue
             try:
-                entry = self.provider.start(role="pool", episode_id="pooled", wait=False)
+                entry = self.start()
             except Exception as exc:  # the engine hiccuped: try again shortly, never die
                 log.warning("warm pool could not start a sandbox: %s", exc)
                 self._stop.wait(1.0)
@@ -61,11 +61,11 @@ class WarmPool:
                 self._stop.wait(0.05)
                 continue
             if self._stop.is_set():
-                self.provider.discard(entry)
+                self.discard(entry)
                 break
             self._ready.put(entry)
 
-    def take(self) -> "Entry | None":
+    def take(self) -> Pooled | None:
         """A ready entry, or None when the pool is empty (the caller starts one cold)."""
         while True:
             try:
@@ -76,17 +76,16 @@ class WarmPool:
             self._refill_after = time.monotonic() + REFILL_DELAY_S
             self._wake.set()
             if time.monotonic() - entry.created > self.max_age_s:
-                self.provider.discard(entry)
+                self.discard(entry)
                 continue
             return entry
 
-    def rename_later(self, entry: "Entry", spec: WorldSpec) -> None:
+    def rename_later(self, container, name: str) -> None:
         """Name the container after its episode (labels are immutable), off the hot path."""
-        name = _NAME_SAFE.sub("-", f"sekfarm-{spec.role}-{spec.episode_id}")[:80] + "-" + secrets.token_hex(3)
 
         def rename() -> None:
             try:
-                entry.container.rename(name)
+                container.rename(name)
             except Exception:  # the episode may already be over and its container gone
                 pass
 
@@ -102,6 +101,6 @@ class WarmPool:
         self._renamer.shutdown(wait=False)
         while True:
             try:
-                self.provider.discard(self._ready.get_nowait())
+                self.discard(self._ready.get_nowait())
             except queue.Empty:
                 break
