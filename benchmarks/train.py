@@ -32,7 +32,8 @@ def _epoch(base, tokenizer, batches, cfg) -> tuple[int, float]:
     from gpu.train_loop import run_training
     from gpu.train_setup import precision_context, prepare_trainable
 
-    model, _, device = prepare_trainable(cfg, copy.deepcopy(base), tokenizer)
+    trainable = prepare_trainable(cfg, copy.deepcopy(base), tokenizer)
+    model, device = trainable.model, trainable.device
     step = sft_step_fn(model, device, precision_context(cfg, device))
     loss, _, _ = step(min(batches, key=lambda b: b.padded_tokens))  # warm-up (allocator, kernels): not timed
     loss.backward()

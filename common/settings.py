@@ -6,10 +6,12 @@ The same names appear in compose.yaml and the README: `FARM_STORE`, `FARM_BROKER
 from __future__ import annotations
 
 import os
+import tempfile
 from functools import lru_cache
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sandbox.config import DEFAULT_BACKEND, FIELDS, SandboxConfig, backend_class, fold_flat_fields
@@ -85,9 +87,61 @@ class Settings(BaseSettings):
                                   "(ROLE.REPLICA@HOST, common/node_names.py); None = the hostname, which in a "
                                   "bridged container is the container's id.")
 
-    # --- gpu
+    # --- gpu node (gpu/worker.py)
     base_model: str = Field("smollm2", description="Base model: 'smollm2' (the embedded GGUF), a local dir, a hub id or a .gguf path.")
-    student_api_base: str | None = Field(None, description="OpenAI-compatible endpoint serving the student (the resident server).")
+    student_api_base: str | None = Field(None, description="OpenAI-compatible endpoint serving the student (the GPU node's server).")
+    gpu_workdir: str = Field(str(Path(tempfile.gettempdir()) / "sekfarm-gpu"),
+                             description="Local dir for training runs (resumable checkpoints) and unpacked adapters; keep it "
+                             "on a volume so a restarted node resumes its runs.")
+    gpu_device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="Where the node runs its model. 'auto': CUDA when torch sees a GPU; without one, the CPU only "
+        "for a base of at most 1 B parameters (the embedded SmolLM2), else the node refuses to start. 'cpu' runs any "
+        "base on the CPU; 'cuda' refuses to start without a GPU.")
+    gpu_quantize: Literal["auto", "4bit", "none"] = Field(
+        "auto", description="How the node loads the base on CUDA: 'auto' and '4bit' load it once in 4-bit NF4 "
+        "(bitsandbytes) and train QLoRA adapters on it; 'none' loads it in bf16 (fp16 on GPUs without bf16). A CPU "
+        "always loads it unquantized.")
+    gpu_serve: Literal["builtin", "vllm", "off"] = Field(
+        "builtin", description="Which server answers the student's turns: 'builtin' = the node's own OpenAI-compatible "
+        "server on its resident model (the CPU path); 'vllm' = a vLLM server (started by the node, or joined at "
+        "FARM_GPU_VLLM_URL) with each published adapter loaded at runtime; 'off' = none here (another node serves).")
+    gpu_host: str = Field("127.0.0.1", description="Bind address of the node's server (0.0.0.0 to serve other hosts).")
+    gpu_port: int = Field(8000, description="Port of the node's server (the built-in one, or the vLLM it starts).")
+    gpu_ready_timeout_s: float = Field(900.0, description="How long tasks wait for the base model (and a started vLLM) to load.")
+    gpu_serve_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Precision of an unquantized resident model: 'auto' = bf16 on CUDA (fp16 where the GPU has "
+        "no bf16), fp32 on a CPU. Training runs on the same copy.")
+    gpu_prefix_cache: int | None = Field(
+        None, ge=0, description="Conversations whose KV cache the built-in server keeps for their next turn (each row "
+        "prefilled over its own cache, then one batched decode); 0 = batched generation without reuse; None = 32 on "
+        "CPU (prefill dominates there), 0 on CUDA.")
+    gpu_merge_adapters: bool | None = Field(
+        None, description="The built-in server serves each adapter merged into its own copy of the base (no LoRA "
+        "matmuls per forward, one base-sized copy per adapter); None = on a CPU, where the copy is cheap and the "
+        "extra matmuls are not.")
+    gpu_max_adapters: int = Field(8, ge=1, description="Adapters loaded for serving at once; loading one more unloads "
+                                  "the least recently used.")
+    gpu_max_lora_rank: int = Field(64, ge=1, description="Largest LoRA rank the server accepts (vLLM's --max-lora-rank: "
+                                   "8, 16, 32, 64, 128 or 256).")
+    gpu_vllm_url: str | None = Field(
+        None, description="Join the vLLM server at this URL (http://HOST:PORT) instead of starting one; it must run "
+        "with LoRA enabled, serve the base as 'base', and see FARM_GPU_WORKDIR at the same path.")
+    gpu_vllm_memory_fraction: float = Field(
+        0.45, gt=0, lt=1, description="GPU memory a vLLM started by the node may take (--gpu-memory-utilization); the "
+        "rest holds the 4-bit base the node trains on.")
+    gpu_vllm_max_loras: int = Field(4, ge=1, description="Adapters vLLM runs in one batch (--max-loras; vLLM's default "
+                                    "of 1 serialises an eval of base and two adapters).")
+    gpu_vllm_args: str = Field("", description="More `vllm serve` arguments, shell-quoted (e.g. '--max-model-len 16384 "
+                               "--quantization bitsandbytes').")
+
+    @field_validator("gpu_serve", mode="before")
+    @classmethod
+    def _serve_flag(cls, value: object) -> object:
+        """FARM_GPU_SERVE was once a flag: true/false still mean the built-in server or none."""
+        flags = {"1": "builtin", "true": "builtin", "yes": "builtin", "0": "off", "false": "off", "no": "off"}
+        if isinstance(value, bool):
+            return "builtin" if value else "off"
+        return flags.get(str(value).strip().lower(), value)
 
 
 @lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpu.adapters import META_FILE, AdapterInfo, read_adapter_info
+from gpu.adapters import META_FILE, TRAIN_ADAPTER, AdapterInfo, read_adapter_info
 from gpu.errors import GpuError
 
 if TYPE_CHECKING:
@@ -35,8 +35,8 @@ class AdapterNotInStore(GpuError, LookupError):
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name) or name in ("base",):
-        raise GpuError(f"invalid adapter name {name!r}: letters, digits, '._-', not 'base'")
+    if not _NAME.match(name) or name in ("base", TRAIN_ADAPTER):
+        raise GpuError(f"invalid adapter name {name!r}: letters, digits, '._-', not 'base' or {TRAIN_ADAPTER!r}")
     return name
 
 

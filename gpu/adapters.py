@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gpu.errors import GpuError
 
 META_FILE = "adapter_meta.json"
+# The name of the adapter being trained inside a peft model (peft's own default). A resident model
+# that serves published adapters holds them under their names beside it, so only this one is saved.
+TRAIN_ADAPTER = "default"
 
 
 class AdapterError(GpuError, OSError):
@@ -111,7 +114,7 @@ def save_adapter(
         metrics=metrics or {},
         created_at=datetime.now(timezone.utc),
     )
-    model.save_pretrained(out)
+    model.save_pretrained(out, selected_adapters=[TRAIN_ADAPTER])
     tmp = out / (META_FILE + ".tmp")
     tmp.write_text(info.model_dump_json(indent=2))
     tmp.replace(out / META_FILE)
@@ -134,9 +137,39 @@ def read_adapter_info(path: str | Path) -> AdapterInfo:
     return info.model_copy(update={"path": str(path.resolve())})
 
 
-def load_adapter(base: Any, path: str | Path, *, trainable: bool = False, adapter_name: str = "default") -> Any:
-    """Wrap a loaded base model with the adapter at `path` (peft), after checking its metadata."""
+def load_adapter(base: Any, path: str | Path, *, trainable: bool = False, adapter_name: str = TRAIN_ADAPTER) -> Any:
+    """The adapter at `path` on a loaded model, after checking its metadata: a bare base is wrapped
+    (peft), a peft model gets it beside the adapters it holds and made active."""
     from peft import PeftModel
 
     read_adapter_info(path)
+    if isinstance(base, PeftModel):
+        base.load_adapter(str(path), adapter_name=adapter_name, is_trainable=trainable)
+        base.set_adapter(adapter_name, inference_mode=not trainable)
+        return base
     return PeftModel.from_pretrained(base, str(path), adapter_name=adapter_name, is_trainable=trainable)
+
+
+def merged_copy(base: Any, path: Path) -> Any:
+    """A copy of `base` with the adapter at `path` merged into its weights (the base is untouched;
+    a base wrapped for training is copied without its training LoRA)."""
+    import copy
+
+    from peft import PeftModel
+
+    bare = copy.deepcopy(base)
+    if isinstance(bare, PeftModel):
+        bare = bare.unload()
+    merged = PeftModel.from_pretrained(bare, str(path)).merge_and_unload()
+    merged.eval()
+    return merged
+
+
+def remove_adapter(model: Any, name: str) -> Any:
+    """`model` without the adapter `name`: the bare base once no adapter is left (peft cannot run with none)."""
+    if list(model.peft_config) == [name]:
+        return model.unload()  # strips the LoRA layers and hands back the base
+    if name in model.active_adapters:
+        model.set_adapter(next(a for a in model.peft_config if a != name), inference_mode=True)
+    model.delete_adapter(name)
+    return model

@@ -29,9 +29,10 @@ from gpu.adapters import AdapterInfo, fingerprint, save_adapter
 from gpu.batching import IGNORE, Batch, collate_packed, collate_padded, per_sample_sums, resolve_batching, token_logprobs
 from gpu.errors import RowRefused
 from gpu.sft import row_id
-from gpu.train_config import DPOConfig, uses_cpu_autocast
+from gpu.train_config import DPOConfig
 from gpu.train_loop import StepLog, TrainingFailed, reachable_batches, run_training
-from gpu.train_setup import load_jsonl_rows, pad_token_id, precision_context, prepare_trainable
+from gpu.train_setup import (Trainable, grad_scaler, load_jsonl_rows, pad_token_id, precision_context,
+                             precision_metrics, prepare_trainable)
 
 log = logging.getLogger("gpu.train")
 
@@ -92,14 +93,24 @@ def render_pairs(tokenizer: Any, rows: Sequence[dict], max_length: int) -> tuple
 
 
 def make_pair_batches(rows: Sequence[ScoredRow], cfg: DPOConfig, pad_id: int, model: Any = None) -> list[PairBatch]:
-    """Consecutive pairs in micro-batches of cfg.pairs_per_batch; both sides of a pair share a batch."""
-    collate = collate_packed if resolve_batching(cfg.batching, model) == "packed" else collate_padded
-    n_pairs = len(rows) // 2
-    out = []
-    for start in range(0, n_pairs, cfg.pairs_per_batch):
-        pairs = list(range(start, min(n_pairs, start + cfg.pairs_per_batch)))
-        out.append(PairBatch(collate(rows, [i for p in pairs for i in (2 * p, 2 * p + 1)], pad_id), pairs))
-    return out
+    """Consecutive pairs in micro-batches of at most `cfg.pairs_per_batch` pairs and `cfg.tokens_per_batch`
+    tokens (real tokens when packed, the padded area when grouped), so activation memory is bounded by
+    tokens, not by a count of pairs whose length varies 10x. Both sides of a pair share a batch; a pair
+    longer than the budget gets a batch of its own."""
+    packed = resolve_batching(cfg.batching, model) == "packed"
+    collate = collate_packed if packed else collate_padded
+
+    def tokens(pairs: list[int]) -> int:
+        lengths = [len(rows[i].input_ids) for p in pairs for i in (2 * p, 2 * p + 1)]
+        return sum(lengths) if packed else len(lengths) * max(lengths)
+
+    groups: list[list[int]] = []
+    for p in range(len(rows) // 2):
+        if groups and len(groups[-1]) < cfg.pairs_per_batch and tokens(groups[-1] + [p]) <= cfg.tokens_per_batch:
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    return [PairBatch(collate(rows, [i for p in pairs for i in (2 * p, 2 * p + 1)], pad_id), pairs) for pairs in groups]
 
 
 def sequence_logps(model: Any, pb: PairBatch, device: str, precision: Callable = contextlib.nullcontext
@@ -174,14 +185,18 @@ def train_dpo(
     *,
     model: Any = None,
     tokenizer: Any = None,
+    trainable: Trainable | None = None,
     on_step: Callable[[StepLog], None] | None = None,
 ) -> AdapterInfo:
     """Train DPO on pair rows `{"prompt", "chosen", "rejected", "id"}`, continuing the adapter at `parent`.
 
-    Without `parent` a fresh LoRA is trained and the base model is the reference.
+    Without `parent` a fresh LoRA is trained and the base model is the reference. `trainable`: a
+    model already prepared (the resident model, lent for training); else `model`/`tokenizer`/the
+    config's base are prepared here.
     """
     data = load_jsonl_rows(rows)
-    model, tokenizer, device = prepare_trainable(cfg, model, tokenizer, parent)
+    trainable = trainable or prepare_trainable(cfg, model, tokenizer, parent)
+    model, tokenizer, device, turn = trainable.model, trainable.tokenizer, trainable.device, trainable.turn
     scored, ids, refused = render_pairs(tokenizer, data, cfg.max_length)
     if not ids:
         raise TrainingFailed(f"all {len(data)} DPO pairs were refused by the renderer: {dict(refused)}")
@@ -194,13 +209,15 @@ def train_dpo(
         batches = [batches[i] for i in reach]
         ids = [ids[p] for pb in batches for p in pb.pairs]
     precision = precision_context(cfg, device)  # the reference and every step in the same precision
-    attach_reference(model, batches, device, precision)  # before run_training: a resumed run keeps the original reference
+    with turn():
+        attach_reference(model, batches, device, precision)  # before run_training: a resumed run keeps the original reference
     before = reference_metrics(batches)
     log.info("DPO: %d pairs (%d offered, %d refused), %d batches, start margin %.3f", len(ids), offered,
              sum(refused.values()), len(batches), before["margin"])
     result = run_training(model, batches, dpo_step_fn(model, device, cfg.beta, precision), cfg,
-                          Path(out_dir), on_step)
-    after = evaluate_pairs(model, batches, device, cfg.beta, precision)
+                          Path(out_dir), on_step, turn=turn, scaler=grad_scaler(cfg, device))
+    with turn():
+        after = evaluate_pairs(model, batches, device, cfg.beta, precision)
     metrics = {
         "steps": result.steps,
         "resumed_from": result.resumed_from,
@@ -216,12 +233,12 @@ def train_dpo(
         "accuracy_after": after["accuracy"],
         "eval_loss_after": after["loss"],
         "train_s": result.train_s,
-        "device": device,
-        "bf16_autocast": uses_cpu_autocast(cfg, device),
+        **precision_metrics(cfg, trainable),
     }
-    info = save_adapter(model, out_dir, method="dpo", base_model=cfg.base_model,
-                        training_config=cfg.model_dump(mode="json"), dataset=fingerprint(ids),
-                        parent=parent, metrics=metrics)
+    with turn():
+        info = save_adapter(model, out_dir, method="dpo", base_model=cfg.base_model,
+                            training_config=cfg.model_dump(mode="json"), dataset=fingerprint(ids),
+                            parent=parent, metrics=metrics)
     log.info("DPO adapter %s saved to %s (margin %.3f -> %.3f)", info.adapter_id, info.path,
              before["margin"], after["margin"])
     return info

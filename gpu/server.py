@@ -5,9 +5,15 @@
 Endpoints:
     POST   /v1/chat/completions   OpenAI protocol; `model` is "base", the base's name, or an adapter name
     GET    /v1/models             the base and every loaded adapter
-    POST   /v1/adapters           {"name": ..., "path": ...}: load a peft adapter (the base stays loaded)
-    DELETE /v1/adapters/{name}    unload it
+    POST   /v1/load_lora_adapter  {"lora_name": ..., "lora_path": ...}: load a peft adapter (the base stays loaded)
+    POST   /v1/unload_lora_adapter {"lora_name": ...}: unload it
     GET    /health                liveness plus batching counters
+
+The adapter endpoints are vLLM's (its runtime LoRA loading), with its answers: 200 and a line of
+text, 400 for an adapter that is already loaded or cannot be, 404 for unloading an unknown one. So
+the node drives both servers with the same calls (gpu.adapter_loading). A request for an adapter
+that is not loaded is also served: the node's resident model fetches it from the store first
+(off the event loop, so other requests keep flowing).
 
 The prompt is built exactly as training builds its prefixes: `gpu.render.canonicalize` (a
 leading system turn folds into the first user turn, same-role turns merge) then the chat
@@ -20,17 +26,10 @@ Operators reach it through litellm like any OpenAI endpoint: the rollout's `stud
 operator is `litellm.completion(model="openai/NAME", api_base="http://HOST:PORT/v1", api_key="x")`
 (FARM_STUDENT_API_BASE=http://HOST:PORT/v1).
 
-vLLM instead of this server (GPU nodes, higher throughput): vLLM's OpenAI server speaks the
-same protocol and also selects LoRA adapters by model name, so only the URL changes:
-
-    vllm serve HuggingFaceTB/SmolLM2-135M-Instruct --port 8000 \\
-        --enable-lora --max-lora-rank 64 --lora-modules sft-1a2b=/adapters/sft-1a2b
-    FARM_STUDENT_API_BASE=http://HOST:8000/v1     # operator spec student:sft-1a2b is unchanged
-
-(adapters can also be added at runtime there with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and
-`POST /v1/load_lora_adapter {"lora_name", "lora_path"}`). vLLM applies the model's chat
-template without our canonicalisation, so send it canonical conversations (the deploy format
-already is one: no system message, strict alternation).
+On a GPU node, FARM_GPU_SERVE=vllm serves through vLLM instead (gpu.vllm_server), which speaks
+the same protocol and selects adapters by the same names. vLLM applies the model's chat template
+without our canonicalisation, so send it canonical conversations (the deploy format already is
+one: no system message, strict alternation).
 """
 
 from __future__ import annotations
@@ -45,8 +44,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from gpu.errors import GpuError, InvalidConversation
 from gpu.request_batcher import RequestBatcher
@@ -88,10 +88,17 @@ class ChatCompletionRequest(BaseModel):
         )
 
 
-class AdapterRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    path: str
+class LoadLoraRequest(BaseModel):
+    """vLLM's LoadLoRAAdapterRequest."""
+
+    model_config = ConfigDict(extra="ignore")
+    lora_name: str
+    lora_path: str
+
+
+class UnloadLoraRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    lora_name: str
 
 
 class ApiError(Exception):
@@ -140,21 +147,21 @@ def create_app(resident: ResidentModel, window_ms: float = 5.0, max_batch: int =
                 for name in resident.model_names()]
         return {"object": "list", "data": data}
 
-    @app.post("/v1/adapters", status_code=201)
-    def load_adapter(req: AdapterRequest) -> dict[str, Any]:
+    @app.post("/v1/load_lora_adapter", response_class=PlainTextResponse)
+    def load_lora_adapter(req: LoadLoraRequest) -> str:
         try:
-            resident.load_adapter(req.name, req.path)
+            resident.load_adapter(req.lora_name, req.lora_path)
         except AdapterLoadError as exc:
-            raise ApiError(409 if "already loaded" in str(exc) else 400, str(exc)) from exc
-        return {"id": req.name, "object": "model", "path": req.path}
+            raise ApiError(400, str(exc)) from exc
+        return f"Success: LoRA adapter '{req.lora_name}' added successfully."
 
-    @app.delete("/v1/adapters/{name}")
-    def unload_adapter(name: str) -> dict[str, Any]:
+    @app.post("/v1/unload_lora_adapter", response_class=PlainTextResponse)
+    def unload_lora_adapter(req: UnloadLoraRequest) -> str:
         try:
-            resident.unload_adapter(name)
+            resident.unload_adapter(req.lora_name)
         except UnknownModel as exc:
-            raise ApiError(404, str(exc), code="model_not_found") from exc
-        return {"id": name, "deleted": True}
+            raise ApiError(404, str(exc), "NotFoundError", code="model_not_found") from exc
+        return f"Success: LoRA adapter '{req.lora_name}' removed successfully."
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatCompletionRequest) -> dict[str, Any]:
@@ -162,10 +169,12 @@ def create_app(resident: ResidentModel, window_ms: float = 5.0, max_batch: int =
             raise ApiError(400, "only n=1 is supported: send one request per sample")
         if req.stream:
             raise ApiError(400, "streaming is not supported: send stream=false")
-        try:
-            resident.check_model(req.model)
+        try:  # an adapter not loaded yet is fetched from the store: not on the event loop
+            await run_in_threadpool(resident.ensure_model, req.model)
         except UnknownModel as exc:
             raise ApiError(404, str(exc), code="model_not_found") from exc
+        except AdapterLoadError as exc:
+            raise ApiError(500, str(exc), "server_error") from exc
         try:
             prompt = resident.prompt_ids([m.model_dump(include={"role", "content"}) for m in req.messages])
             params = req.sampling()

@@ -20,9 +20,10 @@ from common.ids import content_id
 from gpu.adapters import AdapterInfo, fingerprint, save_adapter
 from gpu.batching import Batch, make_batches, resolve_batching, token_logprobs
 from gpu.errors import RowRefused
-from gpu.train_config import SFTConfig, uses_cpu_autocast
+from gpu.train_config import SFTConfig
 from gpu.train_loop import StepLog, TrainingFailed, run_training
-from gpu.train_setup import load_jsonl_rows, pad_token_id, precision_context, prepare_trainable
+from gpu.train_setup import (Trainable, grad_scaler, load_jsonl_rows, pad_token_id, precision_context,
+                             precision_metrics, prepare_trainable)
 
 log = logging.getLogger("gpu.train")
 
@@ -70,16 +71,19 @@ def train_sft(
     *,
     model: Any = None,
     tokenizer: Any = None,
+    trainable: Trainable | None = None,
     on_step: Callable[[StepLog], None] | None = None,
 ) -> AdapterInfo:
     """Train a LoRA adapter on SFT rows and save it with metadata into out_dir.
 
     `rows`: a JSONL path or dicts `{"messages": [...], "id": ...}`. `parent`: an adapter dir to
     continue from (recorded as lineage). A run interrupted in out_dir resumes from its last
-    checkpoint. `model`/`tokenizer` may be preloaded (the model is wrapped in place).
+    checkpoint. `model`/`tokenizer` may be preloaded (the model is wrapped in place); `trainable` is a
+    model already prepared (the resident model, lent for training).
     """
     data = load_jsonl_rows(rows)
-    model, tokenizer, device = prepare_trainable(cfg, model, tokenizer, parent)
+    trainable = trainable or prepare_trainable(cfg, model, tokenizer, parent)
+    model, tokenizer, device = trainable.model, trainable.tokenizer, trainable.device
     rendered, ids, refused = render_rows(tokenizer, data, cfg.max_length)
     if not rendered:
         raise TrainingFailed(f"all {len(data)} SFT rows were refused by the renderer: {dict(refused)}")
@@ -91,7 +95,7 @@ def train_sft(
              len(rendered), sum(refused.values()), len(batches), batching, real,
              100 * (1 - real / sum(b.padded_tokens for b in batches)), 100 * supervised / real)
     result = run_training(model, batches, sft_step_fn(model, device, precision_context(cfg, device)), cfg,
-                          Path(out_dir), on_step)
+                          Path(out_dir), on_step, turn=trainable.turn, scaler=grad_scaler(cfg, device))
     metrics = {
         "steps": result.steps,
         "resumed_from": result.resumed_from,
@@ -105,12 +109,12 @@ def train_sft(
         "batching": batching,
         "train_s": result.train_s,
         "tokens_per_s": result.tokens / result.train_s if result.train_s > 0 else None,
-        "device": device,
-        "bf16_autocast": uses_cpu_autocast(cfg, device),
+        **precision_metrics(cfg, trainable),
     }
-    info = save_adapter(model, out_dir, method="sft", base_model=cfg.base_model,
-                        training_config=cfg.model_dump(mode="json"), dataset=fingerprint(ids),
-                        parent=parent, metrics=metrics)
+    with trainable.turn():
+        info = save_adapter(model, out_dir, method="sft", base_model=cfg.base_model,
+                            training_config=cfg.model_dump(mode="json"), dataset=fingerprint(ids),
+                            parent=parent, metrics=metrics)
     log.info("SFT adapter %s saved to %s (loss %.4f -> %.4f)", info.adapter_id, info.path,
              result.losses[0], result.losses[-1])
     return info

@@ -1,4 +1,4 @@
-"""Typed training configs (one per method) and the pure functions that derive peft/bnb configs from them.
+"""Typed training configs (one per method) and the pure functions that derive precision and LoRA settings from them.
 
 The config is saved beside every checkpoint and inside `adapter_meta.json`, so resume and eval
 inherit exactly what a run was trained with.
@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:  # torch/transformers/peft are imported lazily: building a config must stay cheap
     from peft import LoraConfig
-    from transformers import BitsAndBytesConfig
 
 
 class TrainConfig(BaseModel):
@@ -23,7 +22,7 @@ class TrainConfig(BaseModel):
 
     base_model: str = Field("smollm2", description="Base model name for gpu.model.load_model ('smollm2', a local dir, a hub id or a .gguf path).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' picks CUDA when present, else CPU.")
-    quantize: Literal["auto", "4bit", "none"] = Field("auto", description="'auto' = 4-bit QLoRA on CUDA, full precision (fp32) on CPU.")
+    quantize: Literal["auto", "4bit", "none"] = Field("auto", description="Only when the base is loaded for this run (no model passed in): 'auto' = 4-bit QLoRA on CUDA, full precision (fp32) on CPU. A model passed in trains as it was loaded.")
     num_threads: int | None = Field(None, description="torch CPU threads; None = the cores this process may run on.")
     seed: int = Field(0, description="Seed for LoRA init, dropout and batch order (resume replays the same order).")
     max_length: int = Field(2048, description="Rows longer than this are truncated by the renderer (or refused).")
@@ -41,10 +40,10 @@ class TrainConfig(BaseModel):
     save_steps: int = Field(50, ge=1, description="Write a resumable checkpoint every this many steps.")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept in out_dir/checkpoints (older ones are deleted).")
     mixed_precision: Literal["auto", "bf16", "off"] = Field(
-        "auto", description="CPU only: 'bf16' runs forward and backward under bf16 autocast (weights, LoRA and "
-        "optimizer stay fp32); 'auto' = bf16 where the CPU multiplies bf16 natively (avx512_bf16/amx), fp32 elsewhere. "
-        "On CUDA the base already computes in bf16.")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (saves memory on long rows, costs ~30% time).")
+        "auto", description="Forward under autocast (LoRA weights and optimizer stay fp32). 'auto': on CUDA bf16 (fp16 "
+        "with loss scaling on a GPU without bf16); on a CPU bf16 where it multiplies bf16 natively (avx512_bf16/amx), "
+        "fp32 elsewhere. 'bf16' insists on bf16; 'off' computes in the weights' own dtype.")
+    gradient_checkpointing: bool | None = Field(None, description="Recompute activations in backward (memory per token ~1/10, ~30% more time); None = on on CUDA, off on a CPU.")
     lora_r: int = Field(16, ge=1, description="LoRA rank (used when no parent adapter is given).")
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input; 0 skips a random mask per LoRA module (~12% of a CPU step).")
@@ -62,7 +61,7 @@ class DPOConfig(TrainConfig):
 
     method: Literal["dpo"] = Field("dpo", description="Discriminator stored in adapter metadata.")
     beta: float = Field(0.1, gt=0, description="DPO temperature: how far the policy may move from the reference.")
-    pairs_per_batch: int = Field(4, ge=1, description="Preference pairs per micro-batch (both sides are packed together).")
+    pairs_per_batch: int = Field(4, ge=1, description="Most preference pairs per micro-batch (both sides share it); a batch also stays within tokens_per_batch.")
     learning_rate: float = Field(2e-5, gt=0, description="Peak AdamW learning rate (lower than SFT: DPO diverges easily).")
 
 
@@ -86,7 +85,7 @@ def resolve_num_threads(cfg: TrainConfig) -> int:
 
 
 def uses_cpu_autocast(cfg: TrainConfig, device: str) -> bool:
-    """Whether training on `device` runs under bf16 autocast (see `TrainConfig.mixed_precision`)."""
+    """Whether training on a CPU runs under bf16 autocast (see `TrainConfig.mixed_precision`)."""
     if device != "cpu" or cfg.mixed_precision == "off":
         return False
     from gpu.model import cpu_has_bf16
@@ -99,26 +98,32 @@ def uses_cpu_autocast(cfg: TrainConfig, device: str) -> bool:
     return cpu_has_bf16()
 
 
+def autocast_dtype(cfg: TrainConfig, device: str) -> str | None:
+    """'bfloat16', 'float16' or None: the autocast every training forward runs under on `device`."""
+    if device != "cuda":
+        return "bfloat16" if uses_cpu_autocast(cfg, device) else None
+    if cfg.mixed_precision == "off":
+        return None
+    import torch
+
+    if torch.cuda.is_bf16_supported():
+        return "bfloat16"
+    if cfg.mixed_precision == "bf16":
+        from gpu.errors import UnsupportedPrecision
+
+        raise UnsupportedPrecision("mixed_precision='bf16' but this GPU has no bf16: use 'auto' (fp16 with loss scaling)")
+    return "float16"
+
+
+def uses_gradient_checkpointing(cfg: TrainConfig, device: str) -> bool:
+    return cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
+
+
 def uses_4bit(cfg: TrainConfig, device: str) -> bool:
-    """4-bit QLoRA only exists on CUDA (bitsandbytes); a CPU trains unquantized (fp32 weights)."""
+    """Whether a base loaded for this run loads in 4-bit: QLoRA exists only on CUDA (bitsandbytes)."""
     if device != "cuda":
         return False
     return cfg.quantize in ("auto", "4bit")
-
-
-def get_quantization_config(cfg: TrainConfig, device: str) -> BitsAndBytesConfig | None:
-    """The bitsandbytes NF4 config for QLoRA on CUDA; None where the model trains unquantized."""
-    if not uses_4bit(cfg, device):
-        return None
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
 
 
 def get_peft_config(cfg: TrainConfig) -> LoraConfig:

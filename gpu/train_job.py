@@ -1,20 +1,22 @@
 """One training job on the GPU node: rows from the store, an adapter back into the store.
 
     req = TrainRequest(method="sft", trajectory_ids=[...], name="r1-sft-...")
-    result = run_train_job(store, req, node)        # skips all work when the adapter is published
+    result = run_train_job(store, req, trainer)     # skips all work when the adapter is published
 
 The rows are built from the stored trajectories (SFT: keepers) or pairs (DPO) with the same
 export functions as `producer export` (held-out data is refused, never trained on), and the
 exact export is stored beside the adapter (`exports/NAME.jsonl`). A run interrupted on this
 node resumes from its checkpoints in the node's workdir; a finished adapter is published to
-the store (`gpu.adapter_store`), recorded in the registry, and never trained twice.
+the store (`gpu.adapter_store`), recorded in the registry, and never trained twice. The trainer is
+the GPU node (`gpu.worker.GpuNode`): it trains on its resident model and has its server load the
+published adapter.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -23,9 +25,20 @@ from gpu.errors import GpuError
 
 if TYPE_CHECKING:
     from common.store import Store
-    from gpu.worker import GpuNode
 
 log = logging.getLogger("gpu.train")
+
+
+class Trainer(Protocol):
+    """What a training job needs of the node it runs on."""
+
+    workdir: Path  # runs (resumable checkpoints) and fetched parent adapters live under it
+
+    def train(self, method: str, rows: list[dict], overrides: dict, out_dir: Path, parent: Path | None) -> None:
+        """Train one adapter into `out_dir` (SFTConfig/DPOConfig `overrides`, continuing `parent`)."""
+
+    def published(self, name: str) -> None:
+        """The adapter `name` is now in the store."""
 
 
 class TrainResult(BaseModel):
@@ -46,9 +59,9 @@ def build_rows(store: Store, req: TrainRequest) -> list[dict]:
     return dpo_rows(store.get("pairs", p, Pair) for p in req.data_ids())
 
 
-def run_train_job(store: Store, req: TrainRequest, node: GpuNode) -> TrainResult:
+def run_train_job(store: Store, req: TrainRequest, trainer: Trainer) -> TrainResult:
     from common.jsonl import jsonl_bytes
-    from gpu.adapter_store import check_name, is_published, publish_adapter, published_info
+    from gpu.adapter_store import check_name, fetch_adapter, is_published, publish_adapter, published_info
     from gpu.adapters import META_FILE
     from gpu.registry import Registry, TrainRunRecord
 
@@ -63,9 +76,10 @@ def run_train_job(store: Store, req: TrainRequest, node: GpuNode) -> TrainResult
     if not rows:
         raise GpuError(f"{req.method} request {name}: none of its {len(req.data_ids())} trajectories is a keeper")
     store.put("exports", f"{name}.jsonl", jsonl_bytes(rows))
-    out_dir = node.workdir / "runs" / name
+    out_dir = trainer.workdir / "runs" / name
     if not (out_dir / META_FILE).is_file():  # a finished but unpublished run is published, not retrained
-        _train(req, rows, out_dir, node, store)
+        parent = fetch_adapter(store, req.parent, trainer.workdir / "adapters") if req.parent else None
+        trainer.train(req.method, rows, req.config, out_dir, parent)
     info = publish_adapter(store, name, out_dir)
     registry = Registry(store)
     registry.record_train_run(TrainRunRecord(
@@ -75,23 +89,6 @@ def run_train_job(store: Store, req: TrainRequest, node: GpuNode) -> TrainResult
         metrics={k: v for k, v in info.metrics.items() if k != "losses"}))
     registry.record_adapter(info)
     log.info("adapter %s (%s) published to %s", name, info.adapter_id, store.url)
+    trainer.published(name)
     return TrainResult(name=name, adapter_id=info.adapter_id, method=req.method, rows=len(rows), trained=True,
                        metrics={k: v for k, v in info.metrics.items() if k != "losses"})
-
-
-def _train(req: TrainRequest, rows: list[dict], out_dir, node: GpuNode, store: Store) -> None:
-    from gpu.adapter_store import fetch_adapter
-    from gpu.train_config import DPOConfig, SFTConfig
-
-    node.wait_ready()
-    parent = fetch_adapter(store, req.parent, node.workdir / "adapters") if req.parent else None
-    overrides = {"base_model": node.base_model, **req.config}
-    model, tokenizer = node.fresh_base(), node.tokenizer
-    if req.method == "sft":
-        from gpu.sft import train_sft
-
-        train_sft(rows, SFTConfig(**overrides), out_dir, parent, model=model, tokenizer=tokenizer)
-    else:
-        from gpu.dpo import train_dpo
-
-        train_dpo(rows, DPOConfig(**overrides), out_dir, parent, model=model, tokenizer=tokenizer)

@@ -7,6 +7,7 @@ resuming from `out_dir/checkpoints/step-N` continues the same run instead of sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -19,6 +20,7 @@ from typing import Any, Callable, Protocol, Sequence
 import torch
 from pydantic import BaseModel, Field
 
+from gpu.adapters import TRAIN_ADAPTER
 from gpu.errors import GpuError
 from gpu.train_config import TrainConfig
 
@@ -109,7 +111,7 @@ def _batch_stream(n_batches: int, seed: int, start_micro: int):
 def trainable_state(model: Any) -> dict[str, torch.Tensor]:
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
+    return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model, adapter_name=TRAIN_ADAPTER).items()}
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
@@ -118,13 +120,15 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def _save_checkpoint(model, optimizer, scheduler, step: int, losses: list[float], cfg: TrainConfig, out_dir: Path) -> None:
+def _save_checkpoint(model, optimizer, scheduler, scaler, step: int, losses: list[float], cfg: TrainConfig,
+                     out_dir: Path) -> None:
     root = Path(out_dir) / CHECKPOINTS
     path = root / f"step-{step:07d}"
     if path.exists():
         shutil.rmtree(path)
-    model.save_pretrained(path)
+    model.save_pretrained(path, selected_adapters=[TRAIN_ADAPTER])
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                path / "optimizer.pt")
@@ -134,7 +138,7 @@ def _save_checkpoint(model, optimizer, scheduler, step: int, losses: list[float]
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _resume(model, optimizer, scheduler, out_dir: Path) -> tuple[int, list[float]] | None:
+def _resume(model, optimizer, scheduler, scaler, out_dir: Path) -> tuple[int, list[float]] | None:
     path = latest_checkpoint(out_dir)
     if path is None:
         return None
@@ -142,13 +146,15 @@ def _resume(model, optimizer, scheduler, out_dir: Path) -> tuple[int, list[float
     from safetensors.torch import load_file
 
     try:
-        set_peft_model_state_dict(model, load_file(path / "adapter_model.safetensors"))
+        set_peft_model_state_dict(model, load_file(path / "adapter_model.safetensors"), adapter_name=TRAIN_ADAPTER)
         blob = torch.load(path / "optimizer.pt", weights_only=False)
         state = json.loads((path / STATE_FILE).read_text())
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise TrainingFailed(f"checkpoint {path} is unreadable ({exc}); delete it to restart from the previous one") from exc
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
+    if scaler is not None and blob.get("scaler"):
+        scaler.load_state_dict(blob["scaler"])
     torch.set_rng_state(blob["torch_rng"])
     if blob.get("cuda_rng") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(blob["cuda_rng"])
@@ -163,8 +169,14 @@ def run_training(
     cfg: TrainConfig,
     out_dir: Path,
     on_step: Callable[[StepLog], None] | None = None,
+    *,
+    turn: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    scaler: Any = None,
 ) -> LoopResult:
-    """Train the model's trainable parameters over `batches`, resuming from out_dir's last checkpoint."""
+    """Train the model's trainable parameters over `batches`, resuming from out_dir's last checkpoint.
+
+    Each optimizer step runs inside `turn()` (a resident model's lock: serving waits for the step,
+    never the other way round). `scaler`: a GradScaler for fp16 autocast."""
     if not batches:
         raise TrainingFailed("no batches to train on: every row was refused or the dataset is empty")
     out_dir = Path(out_dir)
@@ -176,10 +188,10 @@ def run_training(
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, steps))
 
-    resumed = _resume(model, optimizer, scheduler, out_dir)
+    with turn():
+        resumed = _resume(model, optimizer, scheduler, scaler, out_dir)
     start, losses = resumed if resumed else (0, [])
     stream = _batch_stream(len(batches), cfg.seed, start * cfg.grad_accum_steps)
-    model.train()
     began = time.perf_counter()
     total_tokens = 0
     progress = out_dir / "progress.jsonl"
@@ -188,20 +200,29 @@ def run_training(
         group = [next(stream) for _ in range(cfg.grad_accum_steps)]
         weight = sum(batches[k].weight for _, k in group)
         step_loss, step_tokens, extras = 0.0, 0, {}
-        for _, k in group:
-            loss_sum, tokens, extra = step_fn(batches[k])
-            # Normalise by the whole step's weight so accumulation equals one big batch.
-            (loss_sum / weight).backward()
-            step_loss += float(loss_sum.detach()) / weight
-            step_tokens += tokens
-            for name, value in extra.items():
-                extras[name] = extras.get(name, 0.0) + value / len(group)
-        if not math.isfinite(step_loss):
-            raise TrainingFailed(f"non-finite loss {step_loss} at step {step + 1}; lower learning_rate or check the data")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        with turn():
+            model.train()
+            for _, k in group:
+                loss_sum, tokens, extra = step_fn(batches[k])
+                # Normalise by the whole step's weight so accumulation equals one big batch.
+                loss = loss_sum / weight
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                step_loss += float(loss_sum.detach()) / weight
+                step_tokens += tokens
+                for name, value in extra.items():
+                    extras[name] = extras.get(name, 0.0) + value / len(group)
+            if not math.isfinite(step_loss):
+                raise TrainingFailed(f"non-finite loss {step_loss} at step {step + 1}; lower learning_rate or check the data")
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+            if scaler is not None:
+                scaler.step(optimizer)  # skipped where fp16 gradients overflowed; the scale then shrinks
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
         losses.append(step_loss)
         total_tokens += step_tokens
         done = step + 1
@@ -216,7 +237,8 @@ def run_training(
             with progress.open("a") as fh:
                 fh.write(record.model_dump_json() + "\n")
         if done % cfg.save_steps == 0 or done == steps:
-            _save_checkpoint(model, optimizer, scheduler, done, losses, cfg, out_dir)
+            with turn():
+                _save_checkpoint(model, optimizer, scheduler, scaler, done, losses, cfg, out_dir)
         if on_step is not None:
             on_step(record)
     return LoopResult(steps=steps, resumed_from=start or None, losses=losses,

@@ -1,7 +1,15 @@
-"""Everything between a config and a trainable peft model: threads, device, base, quantisation, LoRA.
+"""Everything between a config and a trainable peft model: threads, device, base, precision, LoRA.
 
-CPU: fp32 base, plain LoRA, bf16 autocast where the CPU has native bf16. CUDA: bf16 base,
-4-bit NF4 QLoRA via bitsandbytes unless `quantize="none"`. The same code path serves both.
+The model trains as it was loaded: a 4-bit base (bitsandbytes, CUDA) gets QLoRA, a bf16 or fp32
+base plain LoRA, and no base weight is ever cast (the LoRA weights and the optimizer are fp32).
+Precision comes from autocast instead: bf16 on CUDA (fp16 with loss scaling where the GPU has no
+bf16), bf16 on a CPU that multiplies it natively. Gradient checkpointing is on by default on
+CUDA (non-reentrant, so no input-gradient hook is needed).
+
+Why not peft's `prepare_model_for_kbit_training`: it casts every weight 4-bit leaves alone
+(embeddings, the output head: 1.1 B parameters on a 7B Qwen) to fp32 for good. On the node's
+resident model, which serves between training steps, that doubles their memory and breaks
+generation outside autocast; what QLoRA needs of it is frozen base weights and checkpointing.
 """
 
 from __future__ import annotations
@@ -9,17 +17,35 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 
-from gpu.adapters import load_adapter
+from gpu.adapters import TRAIN_ADAPTER, load_adapter
 from gpu.errors import GpuError
-from gpu.train_config import (TrainConfig, get_peft_config, resolve_device, resolve_num_threads, uses_4bit,
-                              uses_cpu_autocast)
+from gpu.train_config import (TrainConfig, autocast_dtype, get_peft_config, resolve_device, resolve_num_threads,
+                              uses_4bit, uses_gradient_checkpointing)
 
 log = logging.getLogger("gpu.train")
+
+Guard = Callable[[], contextlib.AbstractContextManager]
+
+
+@dataclass
+class Trainable:
+    """A peft model whose `TRAIN_ADAPTER` is active and trainable, and how to run steps on it."""
+
+    model: Any
+    tokenizer: Any
+    device: str
+    four_bit: bool
+    gradient_checkpointing: bool
+    # Held around everything that touches the model: a resident model shares its lock with serving
+    # this way, so generation runs between training steps and never inside one.
+    turn: Guard = field(default=contextlib.nullcontext)
 
 
 def load_jsonl_rows(source: str | Path | Iterable[dict]) -> list[dict]:
@@ -32,52 +58,111 @@ def load_jsonl_rows(source: str | Path | Iterable[dict]) -> list[dict]:
     return list(source)
 
 
+def model_device(model: Any) -> str:
+    return "cuda" if str(next(model.parameters()).device).startswith("cuda") else "cpu"
+
+
+def is_4bit(model: Any) -> bool:
+    """Whether the model was loaded in 4-bit (the only thing that decides QLoRA)."""
+    return bool(getattr(model, "is_loaded_in_4bit", False))
+
+
 def prepare_trainable(cfg: TrainConfig, model: Any = None, tokenizer: Any = None,
-                      parent: str | Path | None = None) -> tuple[Any, Any, str]:
-    """(peft model ready to train, tokenizer, device).
+                      parent: str | Path | None = None) -> Trainable:
+    """A model ready to train a LoRA adapter named `TRAIN_ADAPTER`.
 
-    `model`/`tokenizer` may be passed in already loaded (the resident GPU worker, the tests); the
-    model is then wrapped in place, so pass a copy if the caller needs the bare base afterwards.
-    With `parent`, training continues that adapter's weights; otherwise a fresh LoRA is created.
+    A `model` passed in (the node's resident model, the tests) trains on its own device and in its
+    own precision, wrapped in place: pass a copy if the caller needs the bare base afterwards. A
+    peft model passed in keeps the adapters it holds and gets the new one beside them. Without a
+    model, the base is loaded for this run (4-bit on CUDA unless `cfg.quantize="none"`). With
+    `parent`, training continues that adapter's weights; otherwise a fresh LoRA is created.
     """
-    device = resolve_device(cfg)
-    torch.set_num_threads(resolve_num_threads(cfg))
+    if model is None:
+        from gpu.model import load_model
+
+        device = resolve_device(cfg)
+        model = load_model(cfg.base_model, device=device, quantize="4bit" if uses_4bit(cfg, device) else None)
+    if tokenizer is None:
+        from gpu.model import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.base_model)
+    device = model_device(model)
+    if device == "cpu":
+        torch.set_num_threads(resolve_num_threads(cfg))
     torch.manual_seed(cfg.seed)  # LoRA A init
-    four_bit = uses_4bit(cfg, device)
-    if tokenizer is None or model is None:
-        from gpu.model import load_model, load_tokenizer
+    checkpointing = uses_gradient_checkpointing(cfg, device)
+    if checkpointing:
+        set_checkpointing(model, True)
+    model = attach_lora(model, cfg, parent)
+    for p in model.parameters():  # master weights in fp32 whatever the base's dtype
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    report = dtype_report(model)
+    log.info("device %s, 4-bit %s, autocast %s, checkpointing %s, threads %d; parameters by dtype: %s", device,
+             is_4bit(model), autocast_dtype(cfg, device), checkpointing, torch.get_num_threads(), report)
+    return Trainable(model, tokenizer, device, is_4bit(model), checkpointing)
 
-        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.base_model)
-        if model is None:
-            model = load_model(cfg.base_model, device=device, quantize="4bit" if four_bit else None)
-    if four_bit:
-        from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    elif cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.config.use_cache = False
-    if parent is not None:
-        model = load_adapter(model, parent, trainable=True)
+def set_checkpointing(model: Any, on: bool) -> None:
+    """Gradient (activation) checkpointing on or off, non-reentrant, under either transformers name."""
+    from peft import PeftModel
+
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x; the old names warn there
+        if on:
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.activation_checkpointing_disable()
+    elif on:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     else:
-        from peft import get_peft_model
-
-        model = get_peft_model(model, get_peft_config(cfg))
-    if not four_bit:
-        model.to(device)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info("device %s, 4-bit %s, bf16 autocast %s, threads %d, trainable params %d", device, four_bit,
-             uses_cpu_autocast(cfg, device), torch.get_num_threads(), trainable)
-    return model, tokenizer, device
+        base.gradient_checkpointing_disable()
 
 
-def precision_context(cfg: TrainConfig, device: str) -> Callable[[], contextlib.AbstractContextManager]:
-    """A factory of the context every training forward runs in: bf16 autocast on a CPU that has native
-    bf16 (~1.3x a step on real rows; master weights stay fp32), else nothing. The DPO reference pass must run
-    in the same one as the policy's steps, or the loss at step 0 is not log 2."""
-    if uses_cpu_autocast(cfg, device):
-        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext
+def attach_lora(model: Any, cfg: TrainConfig, parent: str | Path | None) -> Any:
+    """`model` with `TRAIN_ADAPTER` active and trainable: the parent's weights, or a fresh LoRA."""
+    from peft import PeftModel, get_peft_model
+
+    if parent is not None:
+        return load_adapter(model, parent, trainable=True, adapter_name=TRAIN_ADAPTER)
+    if isinstance(model, PeftModel):
+        if TRAIN_ADAPTER in model.peft_config:
+            raise GpuError(f"the model already holds a {TRAIN_ADAPTER!r} adapter: one training run at a time")
+        model.add_adapter(TRAIN_ADAPTER, get_peft_config(cfg))
+        model.set_adapter(TRAIN_ADAPTER)
+        return model
+    return get_peft_model(model, get_peft_config(cfg), adapter_name=TRAIN_ADAPTER)
+
+
+def dtype_report(model: Any) -> dict[str, dict[str, int]]:
+    """Parameter counts by dtype, trainable and frozen: a bf16 base stays bf16, a 4-bit one uint8."""
+    counts: dict[str, Counter] = {"trainable": Counter(), "frozen": Counter()}
+    for p in model.parameters():
+        counts["trainable" if p.requires_grad else "frozen"][str(p.dtype).removeprefix("torch.")] += p.numel()
+    return {k: dict(v) for k, v in counts.items()}
+
+
+def precision_context(cfg: TrainConfig, device: str) -> Guard:
+    """A factory of the context every training forward runs in (autocast, or nothing). The DPO
+    reference pass must run in the same one as the policy's steps, or the loss at step 0 is not log 2."""
+    dtype = autocast_dtype(cfg, device)
+    if dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device, dtype=getattr(torch, dtype))
+
+
+def grad_scaler(cfg: TrainConfig, device: str) -> Any:
+    """fp16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not."""
+    if autocast_dtype(cfg, device) == "float16":
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
+def precision_metrics(cfg: TrainConfig, trainable: Trainable) -> dict[str, Any]:
+    """How a run computed, for its adapter's metrics."""
+    autocast = autocast_dtype(cfg, trainable.device)
+    return {"device": trainable.device, "autocast": autocast, "bf16_autocast": autocast == "bfloat16",
+            "four_bit": trainable.four_bit, "gradient_checkpointing": trainable.gradient_checkpointing}
 
 
 def pad_token_id(tokenizer: Any) -> int:

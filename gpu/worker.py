@@ -1,112 +1,68 @@
-"""The GPU node: one Celery worker on the train and eval queues, plus the resident server.
+"""The GPU node: one Celery worker on the train and eval queues, its resident model and its server.
 
-    python -m gpu.worker                       # = the line below, with the server started in-process
+    python -m gpu.worker                       # = the line below
     celery -A workers.celery_app worker -Q train,eval --include gpu.tasks --pool solo -c 1
 
-The node needs only FARM_BROKER_URL and FARM_STORE. It loads the base model once (the
-resident model) and keeps it for every task: training copies it (training wraps a model with
-peft in place), serving shares it. The resident OpenAI-compatible server runs in a thread of
-the same process at FARM_GPU_HOST:FARM_GPU_PORT, so CPU workers' `student:NAME` rollouts
-reach it at FARM_STUDENT_API_BASE=http://HOST:PORT/v1. It serves any adapter published to
-the store: an unknown model name is looked up there and loaded on first use.
+The node needs only FARM_BROKER_URL and FARM_STORE; everything else is a FARM_GPU_* setting
+(common/settings.py). When the worker is up it starts, in the background:
 
-`--pool solo -c 1`: one task at a time per GPU, and tasks run in the process that holds the
-model. Run one such worker per GPU (CUDA_VISIBLE_DEVICES) with its own port.
+1. the device: CUDA, or the CPU only for a small base unless FARM_GPU_DEVICE=cpu (gpu.memory_plan);
+2. on CUDA, the memory plan from the base's config alone, checked against the GPU's free memory
+   before a weight is loaded;
+3. the server (gpu.serving): the built-in one on the resident model, or a vLLM server it starts or
+   joins (started first, so it claims its share of the GPU before the base loads);
+4. the resident model: the base loaded once (4-bit NF4 on CUDA by default). It is the only copy:
+   serving uses it (built-in server), and every training run adds its adapter to it and removes it
+   after (gpu.resident_training), sharing its lock with serving step by step.
+
+Importing this module makes a Celery worker process a GPU node (its start and stop are connected
+to the worker's signals); only the GPU worker imports it, through gpu.tasks. `--pool solo -c 1`:
+one task at a time per GPU, run in the process that holds the model. Run one such worker per GPU
+(CUDA_VISIBLE_DEVICES) with its own FARM_GPU_PORT.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
-import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from celery.signals import worker_ready, worker_shutdown
 
 from gpu.errors import GpuError
 
+if TYPE_CHECKING:
+    from common.settings import Settings
+    from gpu.memory_plan import MemoryPlan
+    from gpu.resident_model import ResidentModel
+    from gpu.serving import Serving
+    from gpu.train_config import TrainConfig
+
 log = logging.getLogger("gpu.worker")
-
-
-class GpuNodeSettings(BaseSettings):
-    """Where the GPU node keeps its files and serves its model (FARM_ prefix, like the farm's)."""
-
-    model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
-
-    gpu_workdir: str = Field(str(Path(tempfile.gettempdir()) / "sekfarm-gpu"),
-                             description="Local dir for training runs (resumable checkpoints) and unpacked adapters.")
-    gpu_serve: bool = Field(True, description="Run the resident OpenAI-compatible server in the worker process.")
-    gpu_host: str = Field("127.0.0.1", description="Bind address of the resident server (0.0.0.0 to serve other nodes).")
-    gpu_port: int = Field(8000, description="Port of the resident server.")
-    gpu_ready_timeout_s: float = Field(600.0, description="How long a task waits for the base model to load.")
-    gpu_serve_dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="Precision of the resident (serving) model: 'auto' = bf16 on CUDA, fp32 on CPU. Training "
-        "always starts from the fp32 (or 4-bit) base.")
-    gpu_prefix_cache: int | None = Field(
-        None, ge=0, description="Conversations whose KV cache the server keeps for their next turn (each row prefilled "
-        "over its own cache, then one batched decode); 0 = batched generation without reuse; None = 32 on CPU (prefill dominates there), 0 on CUDA.")
-    gpu_merge_adapters: bool | None = Field(
-        None, description="Serve each adapter merged into its own copy of the base (no LoRA matmuls per forward, one "
-        "base-sized copy per adapter); None = on a CPU, where the copy is cheap and the extra matmuls are not.")
-
-
-def _resident_class():
-    from gpu.resident_model import ResidentModel, UnknownModel
-
-    class StoreResident(ResidentModel):
-        """A ResidentModel that loads published adapters on first use (RLock: load inside generate's lock)."""
-
-        def __init__(self, model: Any, tokenizer: Any, base_name: str, store_url: str, cache_dir: Path,
-                     prefix_cache_entries: int = 0, merge_adapters: bool = False):
-            super().__init__(model, tokenizer, base_name, prefix_cache_entries, merge_adapters)
-            self.lock = threading.RLock()
-            self.store_url = store_url
-            self.cache_dir = cache_dir
-
-        def check_model(self, name: str) -> None:
-            if name in self.base_names or name in self.adapters:
-                return
-            from common.store import Store
-            from gpu.adapter_store import AdapterNotInStore, fetch_adapter
-
-            try:
-                path = fetch_adapter(Store(self.store_url), name, self.cache_dir)
-            except (AdapterNotInStore, GpuError):
-                raise UnknownModel(f"model {name!r} is neither served here nor published to {self.store_url}; "
-                                   f"available: {', '.join(self.model_names())}") from None
-            with self.lock:
-                if name not in self.adapters:
-                    self.load_adapter(name, path)
-                    log.info("loaded adapter %s from the store", name)
-
-    return StoreResident
+# Serving KV the plan reserves for the built-in server: its largest batch at the training row length.
+BUILTIN_SERVING_TOKENS = 16 * 2048
 
 
 class GpuNode:
-    """The process-wide state of a GPU worker: the resident model and its server."""
+    """The process-wide state of a GPU worker: device, resident model, server."""
 
-    def __init__(self, settings: GpuNodeSettings | None = None, store_url: str | None = None,
-                 base_model: str | None = None):
+    def __init__(self, settings: Settings | None = None, store_url: str | None = None, base_model: str | None = None):
         from common.settings import get_settings
 
-        farm = get_settings()
-        self.settings = settings or GpuNodeSettings()
-        self.store_url = store_url or farm.store
-        self.base_model = base_model or farm.base_model
+        self.settings = settings or get_settings()
+        self.store_url = store_url or self.settings.store
+        self.base_model = base_model or self.settings.base_model
         self.workdir = Path(self.settings.gpu_workdir)
-        self.resident: Any = None
-        self.base_copy_source: Any = None  # the pristine base, copied for every training run
+        self.device = "cpu"
+        self.resident: ResidentModel | None = None
+        self.serving: Serving | None = None
         self.ready = threading.Event()
         self.error: BaseException | None = None
-        self._server: Any = None
 
-    @property
-    def api_base(self) -> str:
-        return f"http://{self.settings.gpu_host}:{self.settings.gpu_port}/v1"
-
+    # --- start-up
     def start(self, background: bool = True) -> GpuNode:
         """Load the base (once) and start the server; in a thread so the worker consumes meanwhile."""
         if background:
@@ -117,68 +73,73 @@ class GpuNode:
         return self
 
     def _start(self) -> None:
-        import copy
-
         try:
-            from gpu.model import load_model, load_tokenizer
+            from gpu.memory_plan import choose_device
+            from gpu.serving import start_serving
 
             self.workdir.mkdir(parents=True, exist_ok=True)
-            model, tokenizer = load_model(self.base_model), load_tokenizer(self.base_model)
-            self.base_copy_source = copy.deepcopy(model)  # serving wraps `model` with peft in place
-            model = self._for_serving(model)
-            self.tokenizer = tokenizer
-            cache = self.settings.gpu_prefix_cache
-            if cache is None:
-                cache = 0 if str(model.device).startswith("cuda") else 32
-            on_cpu = not str(model.device).startswith("cuda")
-            merge = on_cpu if self.settings.gpu_merge_adapters is None else self.settings.gpu_merge_adapters
-            self.resident = _resident_class()(model, tokenizer, self.base_model, self.store_url,
-                                              self.workdir / "adapters", cache, merge)
-            if self.settings.gpu_serve:
-                self._serve()
-            log.info("GPU node ready: base %s%s", self.base_model,
-                     f", serving at {self.api_base}" if self.settings.gpu_serve else "")
+            self.device = choose_device(self.settings.gpu_device, self.base_model)
+            self.serving, self.resident = start_serving(self.settings, self.base_model, self._load_resident,
+                                                        self.fetch_adapter)
+            log.info("GPU node ready: base %s on %s, serving: %s", self.base_model, self.device,
+                     self.serving.url or "elsewhere")
         except BaseException as exc:  # noqa: BLE001 - reported to every task that waits for the node
             self.error = exc
-            log.exception("GPU node failed to start")
+            log.error("GPU node failed to start: %s: %s", type(exc).__name__, exc)
         finally:
             self.ready.set()
 
-    def _for_serving(self, model: Any) -> Any:
-        """The resident copy in the serving precision (greedy answers may differ from fp32 at near-ties)."""
+    @property
+    def four_bit(self) -> bool:
+        return self.device == "cuda" and self.settings.gpu_quantize != "none"
+
+    def _load_resident(self) -> ResidentModel:
+        from gpu.model import load_model, load_tokenizer, serving_dtype
+        from gpu.resident_model import ResidentModel
+
+        dtype = None if self.four_bit else serving_dtype(self.settings.gpu_serve_dtype, self.device)
+        if self.device == "cuda":
+            self.memory_plan().check(self.free_memory())
+        model = load_model(self.base_model, device=self.device, quantize="4bit" if self.four_bit else None, dtype=dtype)
+        on_cpu = self.device == "cpu"
+        cache = self.settings.gpu_prefix_cache
+        merge = self.settings.gpu_merge_adapters
+        log.info("resident model: %s on %s in %s", self.base_model, self.device, "nf4" if self.four_bit else dtype)
+        return ResidentModel(model, load_tokenizer(self.base_model), self.base_model,
+                             prefix_cache_entries=(32 if on_cpu else 0) if cache is None else cache,
+                             merge_adapters=on_cpu if merge is None else merge,
+                             adapter_source=self.fetch_adapter, max_adapters=self.settings.gpu_max_adapters)
+
+    # --- memory
+    @functools.cached_property
+    def _shape(self) -> Any:
+        from gpu.memory_plan import model_shape
+        from gpu.model import load_config
+
+        return model_shape(load_config(self.base_model))
+
+    def memory_plan(self, cfg: TrainConfig | None = None) -> MemoryPlan:
+        """The plan for this node's base, serving and a training run of `cfg` (default: SFT defaults)."""
+        from gpu.memory_plan import plan_memory
+        from gpu.train_config import SFTConfig, uses_gradient_checkpointing
+
+        cfg = cfg or SFTConfig()
+        return plan_memory(self._shape, model=self.base_model, four_bit=self.four_bit,
+                           weight_bytes=2 if self.device == "cuda" else 4, compute_bytes=2, lora_r=cfg.lora_r,
+                           tokens_per_batch=cfg.tokens_per_batch,
+                           gradient_checkpointing=uses_gradient_checkpointing(cfg, self.device),
+                           serving_tokens=BUILTIN_SERVING_TOKENS if self.settings.gpu_serve == "builtin" else 0)
+
+    def free_memory(self) -> int:
         import torch
 
-        from gpu.model import serving_dtype
+        return torch.cuda.mem_get_info()[0]
 
-        dtype = serving_dtype(self.settings.gpu_serve_dtype, str(model.device))
-        if getattr(torch, dtype) != model.dtype and not getattr(model, "is_loaded_in_4bit", False):
-            model = model.to(getattr(torch, dtype))
-        log.info("resident model serves in %s on %s", dtype, model.device)
-        return model
-
-    def _serve(self) -> None:
-        import time
-
-        import uvicorn
-
-        from gpu.server import create_app
-
-        config = uvicorn.Config(create_app(self.resident), host=self.settings.gpu_host, port=self.settings.gpu_port,
-                                log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # the Celery worker owns the signals
-        thread = threading.Thread(target=self._server.run, name="gpu-server", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not self._server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise GpuError(f"the resident server did not start on {self.settings.gpu_host}:{self.settings.gpu_port} "
-                               "(port in use? set FARM_GPU_PORT)")
-            time.sleep(0.05)
-
+    # --- what tasks use
     def wait_ready(self) -> GpuNode:
         if not self.ready.wait(self.settings.gpu_ready_timeout_s):
-            raise GpuError(f"the base model {self.base_model} did not load within {self.settings.gpu_ready_timeout_s:.0f} s")
+            raise GpuError(f"the base model {self.base_model} did not load within "
+                           f"{self.settings.gpu_ready_timeout_s:.0f} s (FARM_GPU_READY_TIMEOUT_S)")
         self.raise_if_failed()
         return self
 
@@ -186,16 +147,42 @@ class GpuNode:
         if self.error is not None:
             raise GpuError(f"the GPU node could not start: {type(self.error).__name__}: {self.error}")
 
-    def fresh_base(self) -> Any:
-        """A trainable copy of the resident base (no reload from disk)."""
-        import copy
+    def fetch_adapter(self, name: str) -> Path:
+        """A published adapter as a local directory under the workdir (store I/O: not on an event loop)."""
+        from common.store import Store
+        from gpu.adapter_store import fetch_adapter
+
+        return fetch_adapter(Store(self.store_url), name, self.workdir / "adapters")
+
+    def train(self, method: str, rows: list[dict], overrides: dict, out_dir: Path, parent: Path | None) -> None:
+        """Train one adapter into `out_dir` on the resident model (gpu.train_job's Trainer)."""
+        from gpu.resident_training import lend_for_training
+        from gpu.train_config import DPOConfig, SFTConfig
 
         self.wait_ready()
-        return copy.deepcopy(self.base_copy_source)
+        cfg = (SFTConfig if method == "sft" else DPOConfig)(**{"base_model": self.base_model, **overrides})
+        if self.device == "cuda":  # the weights are in: only this run's LoRA, optimizer and activations must fit
+            self.memory_plan(cfg).check(self.free_memory(), loaded=True)
+        with lend_for_training(self.resident, cfg, parent) as trainable:
+            if method == "sft":
+                from gpu.sft import train_sft
+
+                train_sft(rows, cfg, out_dir, parent, trainable=trainable)
+            else:
+                from gpu.dpo import train_dpo
+
+                train_dpo(rows, cfg, out_dir, parent, trainable=trainable)
+
+    def published(self, name: str) -> None:
+        """A new adapter is in the store: have the server load it before an episode asks for it."""
+        try:
+            self.wait_ready().serving.ensure([name])
+        except GpuError as exc:  # the adapter is published either way; the eval's own ensure will say why
+            log.warning("adapter %s is published but not loaded for serving: %s", name, exc)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
+        if self.serving is not None:
+            self.serving.stop()
 
 
 _node: GpuNode | None = None
@@ -213,16 +200,28 @@ def node(start: bool = True) -> GpuNode:
         return _node
 
 
+@worker_ready.connect
+def _start_node(sender: Any = None, **_: Any) -> None:
+    """Load the base and start the server as soon as the worker is up (in the background)."""
+    node(start=True)
+
+
+@worker_shutdown.connect
+def _stop_node(sender: Any = None, **_: Any) -> None:
+    if _node is not None:
+        _node.stop()
+
+
 def worker_argv(extra: list[str] | None = None) -> list[str]:
-    return ["worker", "-Q", "train,eval", "--include", "gpu.tasks", "--pool", "solo", "--concurrency", "1",
-            "--loglevel", "INFO", *(extra or [])]
+    from common.node_names import node_name
+
+    return ["worker", "-Q", "train,eval", "--include", "gpu.tasks", "-n", node_name("gpu"), "--pool", "solo",
+            "--concurrency", "1", "--loglevel", "INFO", *(extra or [])]
 
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m gpu.worker [celery worker options]`: the GPU node's Celery worker."""
     from workers.celery_app import app
-
-    import gpu.tasks  # noqa: F401  (registers the tasks and the start hook)
 
     app.worker_main(worker_argv(list(sys.argv[1:] if argv is None else argv)))
 

@@ -87,7 +87,8 @@ def test_loss_at_step_zero_is_log2_when_reference_is_policy(sft_adapter, smollm2
     from gpu.train_setup import precision_context, prepare_trainable
 
     cfg = _dpo_cfg(mixed_precision=mixed_precision)
-    model, tokenizer, device = prepare_trainable(cfg, copy.deepcopy(smollm2_model), smollm2_tokenizer, sft_adapter)
+    trainable = prepare_trainable(cfg, copy.deepcopy(smollm2_model), smollm2_tokenizer, sft_adapter)
+    model, tokenizer, device = trainable.model, trainable.tokenizer, trainable.device
     scored, ids, refused = render_pairs(tokenizer, _pairs(), cfg.max_length)
     assert len(ids) == 3 and not refused
     batches = make_pair_batches(scored, cfg, 0)

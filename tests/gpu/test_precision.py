@@ -58,7 +58,8 @@ def test_a_bf16_autocast_step_matches_the_fp32_step(smollm2_model, smollm2_token
     cfg = _cfg(mixed_precision="off", lora_r=8, lora_alpha=16)
     rendered, _, _ = render_rows(smollm2_tokenizer, tiny_sft_rows(3), cfg.max_length)
     batch = make_batches(rendered, "grouped", 4096, pad_token_id(smollm2_tokenizer))[0]
-    model, _, device = prepare_trainable(cfg, copy.deepcopy(smollm2_model), smollm2_tokenizer)
+    trainable = prepare_trainable(cfg, copy.deepcopy(smollm2_model), smollm2_tokenizer)
+    model, device = trainable.model, trainable.device
     # A fresh LoRA's B is zero, so its A gradient is too: perturb B to give every LoRA weight a gradient.
     torch.manual_seed(0)
     with torch.no_grad():

@@ -269,9 +269,11 @@ def test_adapter_loads_serves_through_litellm_and_unloads_without_touching_the_b
     path, peft_model = lora_dir
     prompt = [{"role": "user", "content": PROMPTS[1]}]
     base_before = served.ask("base", prompt).choices[0].message.content
-    r = httpx.post(f"{served.url}/v1/adapters", json={"name": "rand-lora", "path": str(path)}, timeout=60)
-    assert r.status_code == 201, r.text
-    assert httpx.post(f"{served.url}/v1/adapters", json={"name": "rand-lora", "path": str(path)}).status_code == 409
+    load = {"lora_name": "rand-lora", "lora_path": str(path)}
+    r = httpx.post(f"{served.url}/v1/load_lora_adapter", json=load, timeout=60)
+    assert r.status_code == 200 and r.text == "Success: LoRA adapter 'rand-lora' added successfully.", r.text
+    again = httpx.post(f"{served.url}/v1/load_lora_adapter", json=load)  # vLLM's answer: 400, already loaded
+    assert again.status_code == 400 and "has already been loaded" in again.json()["error"]["message"]
     assert "rand-lora" in [m.id for m in served.client().models.list().data]
 
     resp = litellm.completion(model="openai/rand-lora", api_base=f"{served.url}/v1", api_key="x",
@@ -293,8 +295,9 @@ def test_adapter_loads_serves_through_litellm_and_unloads_without_touching_the_b
                for (m, p), a in zip(jobs, got)), got
     assert 2 <= calls < len(jobs)
 
-    assert httpx.delete(f"{served.url}/v1/adapters/rand-lora").status_code == 200
-    assert httpx.delete(f"{served.url}/v1/adapters/rand-lora").status_code == 404
+    unload = {"lora_name": "rand-lora"}
+    assert httpx.post(f"{served.url}/v1/unload_lora_adapter", json=unload).status_code == 200
+    assert httpx.post(f"{served.url}/v1/unload_lora_adapter", json=unload).status_code == 404
     assert "rand-lora" not in [m.id for m in served.client().models.list().data]
     with pytest.raises(openai.NotFoundError):
         served.ask("rand-lora", prompt)
