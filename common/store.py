@@ -29,8 +29,9 @@ from pydantic import BaseModel
 
 from common.errors import StoreError
 
-# "tasks" holds task manifests: what a finished task produced, so a redelivered copy skips the work.
-KINDS = ("bundles", "gate", "trajectories", "pairs", "exports", "adapters", "evals", "dead", "ledger", "tasks")
+# "tasks" holds task manifests: what a finished task produced, so a redelivered copy skips the work;
+# "sets" holds named scenario sets (an import makes one; `producer eval --set` evaluates on it).
+KINDS = ("bundles", "gate", "trajectories", "pairs", "exports", "adapters", "evals", "dead", "ledger", "tasks", "sets")
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@+=-]{0,200}$")
 _TMP_PREFIX = ".tmp-"
 M = TypeVar("M", bound=BaseModel)

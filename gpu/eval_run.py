@@ -46,9 +46,12 @@ class EvalRequest(BaseModel):
     models: list[str] = Field(description="'base' and/or published adapter names; the first is the baseline.")
     samples: int = Field(1, ge=1, description="Episodes per scenario and model.")
     timeout_s: float = Field(3600.0, description="Give up waiting for the episodes after this long.")
+    scenario_set: str | None = Field(None, description="The named set the scenarios are (`producer import`); "
+                                     "the report names it. None: a procedural held-out draw.")
 
     def eval_id(self) -> str:
-        return derived_id(*sorted(self.scenario_ids), *self.models, self.samples, prefix="evalrun-")
+        named = [f"set:{self.scenario_set}"] if self.scenario_set else []
+        return derived_id(*sorted(self.scenario_ids), *self.models, self.samples, *named, prefix="evalrun-")
 
 
 def operator_for(model: str) -> str:
@@ -120,7 +123,7 @@ def collect_report(store: Store, req: EvalRequest) -> EvalReport:
     from gpu.eval_report import build_report
 
     groups = {m: [store.get("trajectories", t, Trajectory) for t in ids] for m, ids in episode_ids(req).items()}
-    return build_report(groups)
+    return build_report(groups, scenario_set=req.scenario_set)
 
 
 def store_report(store: Store, report: EvalReport) -> None:
