@@ -46,6 +46,7 @@ def test_every_public_test_task_is_read(tasks):
     ("4-N4-00000", "users"), ("7-bootstrap-00004", "users"), ("7-bootstrap-00000", "processes"),
     ("7-bootstrap-00001", "processes"), ("4-N225-00000", "time"), ("5-new-00009", "time"),
     ("7-bootstrap-00013", "time"), ("5-new-00005", "host"), ("5-new-00000", "python"), ("4-Q47-00000", "python"),
+    ("7-bootstrap-00022", "host"), ("7-bootstrap-00042", "host"), ("7-bootstrap-00067", "host"),
 ])
 def test_refusals_from_the_text(tasks, key, reason):
     assert refusal(tasks[key])[0] == reason

@@ -153,7 +153,7 @@ def test_eval_on_a_named_set_takes_only_held_out_sets(tmp_path):
 
 
 # Short episodes for the small model: a few turns of a few tokens.
-EVAL_ENV = {"FARM_MAX_TURNS": "3", "FARM_MAX_TOKENS": "16", "FARM_TEMPERATURE": "0", "FARM_POOL_SIZE": "0",
+EVAL_ENV = {"FARM_MAX_TURNS": "2", "FARM_MAX_TOKENS": "16", "FARM_TEMPERATURE": "0", "FARM_POOL_SIZE": "0",
             "FARM_ROLLOUT_CONCURRENCY": "2", "FARM_RETRY_BACKOFF_S": "0.2"}
 
 

@@ -52,7 +52,8 @@ _START_ASSIGNMENT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)=(\S*)\s*$")
 
 # A command word where a command can start: line start, after a pipe, `;`, `&`, `(`, `$(`, a
 # backquote, `!`, a shell keyword, `xargs` or `-exec` (words inside strings and comments do not count).
-_AT_COMMAND = r"(?:^|[|;&(`{!]|\$\(|\b(?:then|do|else|time|xargs|-exec|sudo)\b)\s*"
+_AT_COMMAND = (r"(?:^|[|;&(`{!]|\$\(|(?<![\w-])(?:then|do|else|time|sudo)(?=\s)"
+               r"|(?<![\w-])(?:xargs|-exec)(?:\s+-\S+)*(?=\s))\s*")
 
 
 def _commands(*names: str) -> re.Pattern:
