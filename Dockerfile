@@ -38,6 +38,13 @@ COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 print('\n'.join(p['dependencies'] + p['optional-dependencies']['monitor']))" > /tmp/requirements.txt \
     && PIP_CERT=/opt/ca-bundle.pem pip install -r /tmp/requirements.txt
+# Every target runs its command as the unprivileged `farm` user (uid FARM_UID): the entrypoint
+# starts as root only to hand the store to farm and to add the engine socket's group (its gid
+# differs per host), then drops root for good (docker/entrypoint.sh).
+ARG FARM_UID=1000
+RUN useradd --uid "$FARM_UID" --user-group --create-home --shell /bin/sh farm
+COPY docker/entrypoint.sh /usr/local/bin/farm-entrypoint
+ENTRYPOINT ["farm-entrypoint"]
 
 # Stage order matters for the classic builder, which builds every stage before the target:
 # cpu needs only base; gpu (torch) comes last so no CPU build ever pays for it.
@@ -49,8 +56,8 @@ COPY workers ./workers
 COPY producer ./producer
 COPY gpu ./gpu
 RUN pip install --no-deps . && python -c "import workers.celery_app, producer.cli"
-# Workers that start sandboxes talk to the engine through a mounted socket (root-owned);
-# compose gives the socket only to the rollout and author services.
+# Workers that start sandboxes talk to the engine through a mounted socket, as members of its
+# group; compose gives the socket only to the rollout and author services.
 CMD ["celery", "-A", "workers.celery_app", "worker", "-Q", "author,gate,rollout", "--loglevel=INFO"]
 
 # Redis from Debian, for machines without a registry (docker/compose.hostnet.yaml).

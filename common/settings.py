@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(0, description="Redis redelivers an unacked task after this long; 0 = derived from the longest CPU task's hard time limit.")
     retry_backoff_s: float = Field(2.0, description="First retry delay for transient errors; doubles per attempt (capped at 60 s).")
     orphan_sweep_s: float = Field(60.0, description="Sandbox workers remove orphaned containers (dead owner, past deadline) this often.")
+    node_host: str | None = Field(None, description="Host part of this machine's Celery node names "
+                                  "(ROLE.REPLICA@HOST, common/node_names.py); None = the hostname, which in a "
+                                  "bridged container is the container's id.")
 
     # --- gpu
     base_model: str = Field("smollm2", description="Base model: 'smollm2' (the embedded GGUF), a local dir, a hub id or a .gguf path.")

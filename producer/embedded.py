@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from common.node_names import node_name
 from common.settings import Settings
 from common.store import Store
 from producer.child_process import die_with_parent
@@ -37,6 +38,7 @@ class WorkerProcess:
     name: str
     proc: subprocess.Popen
     log: Path
+    node: str  # its Celery node name, for inspect/ping/shutdown and Flower
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -71,15 +73,17 @@ class WorkerProcess:
 def spawn_worker(name: str, queues: list[str], env: dict[str, str], log_dir: Path, *, pool: str = "threads",
                  concurrency: int = 4, extra: list[str] | None = None,
                  death_signal: int = signal.SIGTERM) -> WorkerProcess:
-    """A Celery worker child; `death_signal` reaches it if this process dies (see child_process)."""
+    """A Celery worker child named `name.REPLICA@HOST` (common/node_names.py); `death_signal` reaches
+    it if this process dies (see child_process)."""
     log = Path(log_dir) / f"worker-{name}.log"
+    node = node_name(name)
     cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", ",".join(queues),
-           "-n", f"{name}@%h", "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO",
+           "-n", node, "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO",
            "--without-gossip", "--without-mingle", "-E", *(extra or [])]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=functools.partial(die_with_parent, death_signal))
-    return WorkerProcess(name, proc, log)
+    return WorkerProcess(name, proc, log, node)
 
 
 class RunSummary(BaseModel):
