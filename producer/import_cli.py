@@ -41,8 +41,8 @@ def import_command(path, fmt, set_name, split, parallel, timeout, store, broker,
     name = check_name(set_name) if set_name else name_for(path)
     if fmt == "agentbench-os":
         check_sandbox(settings)
-        _echo(f"translating the tasks of {path} (a sandbox per task) ...")
-        items = read_agentbench_os(path, split, settings, parallel)
+        items = read_agentbench_os(path, split, settings, parallel,
+                                   progress=lambda k, n: _echo(f"translated {k}/{n} task(s) of {path}"))
     else:
         items = read_bundles(path, split)
     with loop_farm(settings, _store_url(store), broker, roles=("stages",)) as farm:

@@ -182,13 +182,13 @@ def coverage_markdown(result: ImportResult, reasons: dict[str, str] | None = Non
     return "\n".join(lines) + "\n"
 
 
-def read_agentbench_os(path: str | Path, split: str, settings, parallel: int = 2) -> list[ImportItem]:
+def read_agentbench_os(path: str | Path, split: str, settings, parallel: int = 2, progress=None) -> list[ImportItem]:
     """AgentBench OS tasks translated into bundles here (a sandbox per task); refusals as rows."""
     from importers.agentbench_os.source import load_tasks
     from importers.agentbench_os.translate import translate_tasks
     from sandbox import config_from_settings
 
-    results = translate_tasks(load_tasks(path), config_from_settings(settings), split, parallel)
+    results = translate_tasks(load_tasks(path), config_from_settings(settings), split, parallel, progress)
     return [ImportItem(source=f"agentbench-os:{r.key}", bundle=r.bundle) if r.bundle else
             ImportItem(source=f"agentbench-os:{r.key}", status="refused", reason=r.reason, detail=r.detail)
             for r in results]

@@ -100,5 +100,5 @@ def build_bundle(plan: Plan, checker_for, split: str = "test") -> tuple[Bundle, 
             announcement=ann, provider=served.provider, directives=(directive,), expected_terminal="exit",
             checker=checker, reference=tuple(reference),
         ), answer_file
-    raise RuntimeError(f"no provider and announcement for {plan.task.key} stay out of its world after "
+    raise ValueError(f"no provider and announcement for {plan.task.key} stay out of its world after "
                        f"{MAX_DRAWS} draws")

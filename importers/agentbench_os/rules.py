@@ -36,6 +36,7 @@ REASONS: dict[str, str] = {
     "outside_home": "the operator must change a tree outside its home (needs an operator-owned tree)",
     "root": "needs root: unprivileged, the example does not reach the answer or the state",
     "answer_differs": "the translated world gives another answer than the original world",
+    "sandbox": "the sandbox failed while translating it (a timeout, a dead shell)",
 }
 
 # The answer-side checks AgentBench ships as Python files; each is rewritten in dash (checkers.py).

@@ -20,6 +20,8 @@ The farm's gate then judges every bundle again when it is imported.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +33,7 @@ from importers.agentbench_os.bundles import Plan, build_bundle
 from importers.agentbench_os.source import AbTask
 from sandbox import open_sandbox
 from sandbox.contract import OPERATOR_HOME, WorldSpec
+from sandbox.errors import EngineUnavailable, ImageMissing, SandboxError
 from workers.world import world_spec
 
 log = logging.getLogger("importers.agentbench_os")
@@ -115,16 +118,16 @@ def _trial(bundle: Bundle, plan: Plan, answer_file: str | None, config) -> None:
         untouched = box.check(bundle.checker)
         if untouched.passed:
             raise Refused("check", "its check passes on the untouched world")
-        log_lines = []
+        printed = ""
         for step in bundle.reference:
             if step.purpose == "act":
-                r = box.run(step.command)
-                log_lines.append(f"$ {_cap(step.command, 120)}\n{_cap(r.output)}")
+                printed += box.run(step.command).output
         result = box.check(bundle.checker)
         if result.passed:
             return
         answer = box.check(f"head -c 200 {answer_file}").output if answer_file else ""
-    detail = _cap(result.output, 200) + (f"; the operator's answer: {_cap(answer, 80)!r}" if plan.answer else "")
+    detail = _cap(result.output, 200) + (f"; the operator's answer: {_cap(answer, 80)!r}" if answer_file else "")
+    detail += f"; the operator's run printed: {_cap(printed, 200)!r}" if printed.strip() else ""
     if plan.answer is not None and plan.task.match is None:
         with open_sandbox(world_spec(bundle, f"import-diag-{bundle.id}", role="import"), config) as box:
             env = {**world.operator_env(box), **plan.env}
@@ -156,11 +159,26 @@ def translate_task(task: AbTask, config, split: str = "test") -> Translation:
         out.bundle = bundle
     except Refused as r:
         out.reason, out.detail = r.reason, r.detail
+    except (EngineUnavailable, ImageMissing):
+        raise  # the machine's fault, not the task's: the import stops and says what to fix
+    except SandboxError as exc:
+        out.reason, out.detail = "sandbox", _cap(f"{type(exc).__name__}: {exc}")
     log.info("%s: %s", task.key, "translated" if out.bundle else f"refused ({out.reason}: {out.detail})")
     return out
 
 
-def translate_tasks(tasks: list[AbTask], config, split: str = "test", parallel: int = 2) -> list[Translation]:
-    """Every task, `parallel` at a time, in the tasks' order."""
+def translate_tasks(tasks: list[AbTask], config, split: str = "test", parallel: int = 2,
+                    progress: Callable[[int, int], None] | None = None) -> list[Translation]:
+    """Every task, `parallel` at a time, in the tasks' order; `progress(done, total)` after each."""
+    done = iter(range(1, len(tasks) + 1))
+    lock = threading.Lock()
+
+    def one(task: AbTask) -> Translation:
+        result = translate_task(task, config, split)
+        if progress:
+            with lock:
+                progress(next(done), len(tasks))
+        return result
+
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        return list(pool.map(lambda t: translate_task(t, config, split), tasks))
+        return list(pool.map(one, tasks))

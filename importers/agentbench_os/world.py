@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from common.bundle import MAX_FILE_BYTES, MAX_FIXTURE_BYTES, FileFixture
 from sandbox.contract import OPERATOR_HOME
+from sandbox.errors import SandboxError
 
 SCRATCH = "/run/abimport"
 # Never part of a world: the kernel's views, the farm's session files and this module's scratch.
@@ -74,7 +75,7 @@ def prepare(box) -> None:
     r = box.check(f"umask 022\nmkdir -p {SCRATCH} && {_LISTING} > {SCRATCH}/before && : > {SCRATCH}/marker",
                   timeout=SCRIPT_TIMEOUT_S)
     if not r.passed:
-        raise RuntimeError(f"cannot list the image's files: {r.output[-500:]}")
+        raise SandboxError(f"cannot list the image's files: {r.output[-500:]}")
 
 
 def operator_env(box) -> dict[str, str]:
