@@ -186,9 +186,14 @@ def read_agentbench_os(path: str | Path, split: str, settings, parallel: int = 2
     """AgentBench OS tasks translated into bundles here (a sandbox per task); refusals as rows."""
     from importers.agentbench_os.source import load_tasks
     from importers.agentbench_os.translate import translate_tasks
+    from importers.errors import ImporterError
     from sandbox import config_from_settings
 
-    results = translate_tasks(load_tasks(path), config_from_settings(settings), split, parallel, progress)
+    try:
+        tasks = load_tasks(path)
+    except ImporterError as exc:
+        raise BadArgument(str(exc)) from exc
+    results = translate_tasks(tasks, config_from_settings(settings), split, parallel, progress)
     return [ImportItem(source=f"agentbench-os:{r.key}", bundle=r.bundle) if r.bundle else
             ImportItem(source=f"agentbench-os:{r.key}", status="refused", reason=r.reason, detail=r.detail)
             for r in results]

@@ -183,7 +183,7 @@ def test_eval_on_a_named_set_through_the_farm(farm_prerequisites, tmp_path, monk
     assert len(scenario_set.bundle_ids) == 1 and scenario_set.split == "test"
     [report_id] = [i for i in store.ids("evals") if not i.endswith((".md", ".png"))]
     report = store.get("evals", report_id, EvalReport)
-    assert report.scenario_set == "mine" and f"on set 'mine'" in out.stdout
+    assert report.scenario_set == "mine" and "on set 'mine'" in out.stdout
     base = report.model("base")
     assert base.overall.n == 1 and base.operators == ["student:base"] and base.scenario_count == 1
     assert base.by_archetype.keys() == {"queue_processing"}
