@@ -193,8 +193,8 @@ class Step(_Strict):
 class Origin(_Strict):
     """Provenance: which author made the bundle and from what."""
 
-    kind: Literal["procedural", "llm"]
-    family: str = Field(description="Procedural family or the archetype asked of the teacher.")
+    kind: Literal["procedural", "llm", "imported"]
+    family: str = Field(description="Procedural family, the archetype asked of the teacher, or the imported task's source.")
     seed: int | None = None
     teacher_model: str | None = None
     prompt_hash: str | None = None

@@ -41,8 +41,9 @@ from pydantic import BaseModel
 from common.errors import StoreError
 from common.store_backend import backend_error, create_local, store_options
 
-# "tasks" holds task manifests: what a finished task produced, so a redelivered copy skips the work.
-KINDS = ("bundles", "gate", "trajectories", "pairs", "exports", "adapters", "evals", "dead", "ledger", "tasks")
+# "tasks" holds task manifests: what a finished task produced, so a redelivered copy skips the work;
+# "sets" holds named scenario sets (an import makes one; `producer eval --set` evaluates on it).
+KINDS = ("bundles", "gate", "trajectories", "pairs", "exports", "adapters", "evals", "dead", "ledger", "tasks", "sets")
 # Kinds that also hold raw (non-JSON) artifacts; every other kind is JSON only.
 _RAW_KINDS = ("exports", "adapters", "evals")
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@+=-]{0,200}$")

@@ -149,9 +149,12 @@ class EvalRequest(TaskMessage):
     models: list[str] = Field(description="'base' and/or published adapter names; the first is the baseline.")
     samples: int = Field(1, ge=1, description="Episodes per scenario and model.")
     timeout_s: float = Field(3600.0, description="Give up waiting for the episodes after this long.")
+    scenario_set: str | None = Field(None, description="The named set the scenarios are (`producer import`); "
+                                     "the report names it. None: a procedural held-out draw.")
 
     def eval_id(self) -> str:
-        return ids.derived_id(*sorted(self.scenario_ids), *self.models, self.samples, prefix="evalrun-")
+        named = [f"set:{self.scenario_set}"] if self.scenario_set else []
+        return ids.derived_id(*sorted(self.scenario_ids), *self.models, self.samples, *named, prefix="evalrun-")
 
     def task_id(self) -> str:
         return f"eval:{self.eval_id()}"

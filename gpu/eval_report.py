@@ -113,6 +113,7 @@ class EvalReport(BaseModel):
     splits: list[str] = Field(description="Splits counted; anything else was excluded.")
     excluded: int = Field(description="Trajectories dropped because their split is not in `splits`.")
     models: dict[str, ModelReport] = Field(description="By label, in the order given (baseline first).")
+    scenario_set: str | None = Field(None, description="The named scenario set evaluated on, if any.")
 
     def model(self, label: str | None = None) -> ModelReport:
         """The report of `label`, or the only model when there is one."""
@@ -187,8 +188,10 @@ def group_by_operator(trajectories: Iterable[Trajectory]) -> dict[str, list[Traj
     return groups
 
 
-def build_report(groups: Mapping[str, Iterable[Trajectory]], splits: Sequence[str] = HELD_OUT_SPLITS) -> EvalReport:
-    """An eval report over trajectories grouped by model label, counting only `splits`."""
+def build_report(groups: Mapping[str, Iterable[Trajectory]], splits: Sequence[str] = HELD_OUT_SPLITS,
+                 scenario_set: str | None = None) -> EvalReport:
+    """An eval report over trajectories grouped by model label, counting only `splits`
+    (on the named `scenario_set`, if the scenarios are one)."""
     kept: dict[str, list[Trajectory]] = {}
     excluded = 0
     for label, trajs in groups.items():
@@ -196,14 +199,17 @@ def build_report(groups: Mapping[str, Iterable[Trajectory]], splits: Sequence[st
         kept[label] = [t for t in all_trajs if t.split in splits]
         excluded += len(all_trajs) - len(kept[label])
     models = {label: model_report(label, trajs) for label, trajs in kept.items()}
-    rid = content_id([sorted(splits), {label: m.trajectory_ids for label, m in models.items()}], prefix="eval-")
-    return EvalReport(id=rid, created_at=datetime.now(timezone.utc), splits=list(splits), excluded=excluded, models=models)
+    named = [scenario_set] if scenario_set else []
+    rid = content_id([sorted(splits), {label: m.trajectory_ids for label, m in models.items()}, *named], prefix="eval-")
+    return EvalReport(id=rid, created_at=datetime.now(timezone.utc), splits=list(splits), excluded=excluded,
+                      models=models, scenario_set=scenario_set)
 
 
 def render_markdown(report: EvalReport) -> str:
     """Two tables: the rates per model side by side, then correct terminal / checker pass per archetype."""
     labels = list(report.models)
-    lines = [f"### Eval {report.id} (splits: {', '.join(report.splits)})", ""]
+    on = f" on set {report.scenario_set!r}" if report.scenario_set else ""
+    lines = [f"### Eval {report.id}{on} (splits: {', '.join(report.splits)})", ""]
     lines.append("| metric | " + " | ".join(labels) + " |")
     lines.append("| --- |" + " --- |" * len(labels))
     lines.append("| trajectories | " + " | ".join(str(report.models[m].overall.n) for m in labels) + " |")

@@ -85,7 +85,7 @@ def collect_report(store: Store, req: EvalRequest) -> EvalReport:
     from gpu.eval_report import build_report
 
     groups = {m: [store.get("trajectories", t, Trajectory) for t in ids] for m, ids in episode_ids(req).items()}
-    return build_report(groups)
+    return build_report(groups, scenario_set=req.scenario_set)
 
 
 def store_report(store: Store, report: EvalReport) -> None:

@@ -7,6 +7,7 @@
     producer train                      # a training job on every train-split keeper, now
     producer cleanup                    # remove orphaned sandbox containers
     producer run --scenarios 4 --samples 4   # everything, embedded: private Redis, real workers
+    producer import FILE.jsonl [--set NAME]  # your own scenarios (or --format agentbench-os), gated into a set
 
 Every command takes `--store` (else FARM_STORE) and the broker from `--broker` (else
 FARM_BROKER_URL). Errors a user can cause print what to do and exit 2, never a traceback.
@@ -235,8 +236,9 @@ def run(scenarios, samples, author, operator, seed, timeout, as_json, store) -> 
         sys.exit(1)
 
 
+from producer.import_cli import import_command  # noqa: E402
 from producer.loop_cli import eval_command, loop_command  # noqa: E402  (the closed loop, issue 7)
-main.add_command(loop_command), main.add_command(eval_command)
+main.add_command(loop_command), main.add_command(eval_command), main.add_command(import_command)
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
     producer loop --rounds 2 --scenarios 8 --samples 4 [--teacher oracle|litellm:MODEL]
     producer loop ... --broker redis://host:6379/0      # a cluster: a GPU node consumes train,eval
     producer eval --models base,r1-sft-1a2b --scenarios 8 [--samples 1]
+    producer eval --models base --set NAME              # on a named set made by `producer import`
 
 Without --broker both run an embedded farm (private Redis, CPU workers and a GPU worker on
 this machine). Re-running the same command resumes where it stopped. `producer train`
@@ -122,10 +123,13 @@ def run_loop(cfg, settings, store_url: str, broker: str | None = None, extra_env
 @click.option("--scenarios", type=click.IntRange(1), default=8, show_default=True, help="Held-out (test split) scenarios.")
 @click.option("--samples", type=click.IntRange(1), default=1, show_default=True, help="Episodes per scenario and model.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the held-out scenario draw.")
+@click.option("--set", "set_name", default=None, help="Evaluate on this named set (see `producer import`), not a draw.")
+@click.option("--bundles", type=click.Path(exists=True), default=None,
+              help="Import this JSONL of bundles into the test split (a set named after it), then evaluate on it.")
 @click.option("--timeout", type=float, default=3600.0, show_default=True)
 @click.option("--store", default=None, help="Artifact store URL or directory (default: FARM_STORE).")
 @click.option("--broker", default=None, help="A cluster's Redis; without it an embedded farm runs here.")
-def eval_command(models, scenarios, samples, seed, timeout, store, broker) -> None:
+def eval_command(models, scenarios, samples, seed, set_name, bundles, timeout, store, broker) -> None:
     """Held-out behavioural eval on the GPU queue; prints the side-by-side markdown table."""
     from common.ids import derived_id
     from common.settings import get_settings
@@ -136,8 +140,13 @@ def eval_command(models, scenarios, samples, seed, timeout, store, broker) -> No
     names = [m.strip() for m in models.split(",") if m.strip()]
     with loop_farm(get_settings(), _store_url(store), broker) as farm:
         client = FarmClient(farm.store, farm.pipeline, timeout_s=timeout, on_wait=_echo, health=farm.check)
-        eval_seed = int(derived_id(seed, "eval", length=8), 16)  # the loop's eval set for the same seed
-        bids = client.author(scenarios, 0, eval_seed, "procedural", "oracle", "test")
-        req = EvalRequest(scenario_ids=bids, models=names, samples=samples, timeout_s=timeout)
+        if set_name or bundles:
+            from producer.importing import eval_set
+
+            set_name, bids = eval_set(client, set_name, bundles)
+        else:
+            eval_seed = int(derived_id(seed, "eval", length=8), 16)  # the loop's eval set for the same seed
+            bids = client.author(scenarios, 0, eval_seed, "procedural", "oracle", "test")
+        req = EvalRequest(scenario_ids=bids, models=names, samples=samples, timeout_s=timeout, scenario_set=set_name)
         manifest = client.run_task(req, what=f"held-out eval of {', '.join(names)}")
         click.echo(farm.store.get("evals", f"{manifest['report_id']}.md").decode())

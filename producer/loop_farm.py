@@ -45,7 +45,9 @@ class LoopFarm:
 
 @contextmanager
 def loop_farm(settings: Settings, store_url: str, broker: str | None = None, gpu_port: int | None = None,
-              extra_env: dict[str, str] | None = None, log_dir: str | Path | None = None):
+              extra_env: dict[str, str] | None = None, log_dir: str | Path | None = None,
+              roles: tuple[str, ...] = ("stages", "rollout", "gpu")):
+    """`roles`: the embedded workers to start (an import needs only the stages' gate)."""
     from workers.celery_app import configure
     from workers.pipeline import Pipeline
 
@@ -77,12 +79,14 @@ def loop_farm(settings: Settings, store_url: str, broker: str | None = None, gpu
         env.update({"FARM_STUDENT_API_BASE": run_settings.student_api_base, "FARM_TRAIN_THRESHOLD": str(10 ** 9),
                     "FARM_GPU_PORT": str(port), "FARM_GPU_HOST": "127.0.0.1",
                     "FARM_GPU_WORKDIR": os.environ.get("FARM_GPU_WORKDIR", gpu_workdir), **(extra_env or {})})
-        workers = [
-            spawn_worker("stages", ["author", "gate", "pairs"], env, work, concurrency=2),
-            spawn_worker("rollout", ["rollout"], env, work, concurrency=run_settings.rollout_concurrency),
-            spawn_worker("gpu", ["train", "eval"], env, work, pool="solo", concurrency=1,
-                         extra=["--include", "gpu.tasks"], death_signal=signal.SIGQUIT),
-        ]
+        starters = {
+            "stages": lambda: spawn_worker("stages", ["author", "gate", "pairs"], env, work, concurrency=2),
+            "rollout": lambda: spawn_worker("rollout", ["rollout"], env, work,
+                                            concurrency=run_settings.rollout_concurrency),
+            "gpu": lambda: spawn_worker("gpu", ["train", "eval"], env, work, pool="solo", concurrency=1,
+                                        extra=["--include", "gpu.tasks"], death_signal=signal.SIGQUIT),
+        }
+        workers = [starters[role]() for role in roles]
         try:
             for w in workers:
                 w.wait_ready(120)

@@ -1,0 +1,1 @@
+"""AgentBench OS-interaction tasks as farm bundles (see translate.py for how, and README.md)."""
