@@ -85,8 +85,10 @@ def test_prompt_is_the_training_render_and_greedy_answers_are_the_references(eng
                {"role": "assistant", "content": "taskctl list"}]
     # What the endpoint feeds the model before a turn is exactly the prefix training supervises that turn behind.
     row = render_training_row(served.tokenizer, episode)
-    for span, turn in zip(row.spans, row.turns):
-        assert served.resident.prompt_ids(episode[:turn]) == row.input_ids[: span[0]]
+    assert len(row.turns) == 2
+    for span, turn in zip(row.spans, row.turns):  # turns index the canonical conversation (system folded in)
+        assert served.resident.prompt_ids(list(row.messages[:turn])) == row.input_ids[: span[0]]
+    assert served.resident.prompt_ids(episode[:4]) == row.input_ids[: row.spans[1][0]]
 
     canonical = [{"role": "user", "content": "You are at a shell.\n\nDirectives come from `taskctl`.\nuser@sandbox:~$ "}]
     resp = served.ask("base", episode[:2], max_tokens=40)
