@@ -110,9 +110,10 @@ def _error(status: int, message: str, type_: str, code: str | None = None) -> JS
     return JSONResponse(status_code=status, content={"error": {"message": message, "type": type_, "param": None, "code": code}})
 
 
-def create_app(resident: ResidentModel, window_ms: float = 5.0, max_batch: int = 16) -> FastAPI:
-    """The HTTP app around a loaded ResidentModel; the batching thread lives with the app."""
-    batcher = RequestBatcher(resident, window_ms=window_ms, max_batch=max_batch)
+def create_app(resident: ResidentModel, window_ms: float = 5.0, max_batch: int = 16, batcher: Any = None) -> FastAPI:
+    """The HTTP app around a loaded ResidentModel; the batching thread lives with the app. An engine
+    that batches by itself (gpu.engines) passes itself as `batcher` (start, stop, submit)."""
+    batcher = batcher or RequestBatcher(resident, window_ms=window_ms, max_batch=max_batch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

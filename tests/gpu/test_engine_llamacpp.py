@@ -1,0 +1,185 @@
+"""The llama.cpp serving engine, against the HF path's answers on the real SmolLM2 (f32, CPU).
+
+Through the real OpenAI client and uvicorn, with gpu.server's app around the engine: the render is
+training's, greedy answers equal the reference's up to floating-point ties, replies stop at the
+end-of-turn token and honour max_tokens, and a merged adapter answers as peft's merge does.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.gpu.test_server import PROMPTS, Served
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def gguf_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("llamacpp-gguf")
+
+
+@pytest.fixture(scope="module")
+def lora(smollm2_model, tmp_path_factory):
+    """A random-init LoRA on the query and value projections (the query's rows are permuted in GGUF)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    peft_model = get_peft_model(copy.deepcopy(smollm2_model),
+                                LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    out = tmp_path_factory.mktemp("lora") / "random-lora"
+    peft_model.save_pretrained(out)
+    return out, peft_model
+
+
+@pytest.fixture(scope="module")
+def engine_served(smollm2_model, smollm2_tokenizer, gguf_cache, lora):
+    pytest.importorskip("xllamacpp", reason="pip install -e .[gpu] (xllamacpp: llama.cpp's prebuilt CPU wheel)")
+    import uvicorn
+
+    from gpu.engines import load_engine
+    from gpu.engines.llamacpp import LlamaCppOptions
+    from gpu.resident_model import UnknownModel
+    from gpu.server import create_app
+    from producer.redis_local import free_port
+
+    published = {"published-lora": lora[0]}
+
+    def resolve(name):
+        if name not in published:
+            raise UnknownModel(f"model {name!r} is not published")
+        return published[name]
+
+    engine, batcher = load_engine("llamacpp", "smollm2", cache_dir=gguf_cache, resolve=resolve,
+                                  llamacpp=LlamaCppOptions(slots=4, context=8192))
+    assert batcher is engine
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(engine, batcher=batcher), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield Served(f"http://127.0.0.1:{port}", engine, smollm2_model, smollm2_tokenizer)
+    server.should_exit = True
+    thread.join(timeout=30)
+    engine.close()
+
+
+def test_prompt_is_the_training_render_and_greedy_answers_are_the_references(engine_served):
+    from gpu.render import render_training_row
+
+    served = engine_served
+    episode = [{"role": "system", "content": "You are at a shell."},
+               {"role": "user", "content": "Directives come from `taskctl`.\nuser@sandbox:~$ "},
+               {"role": "assistant", "content": "taskctl --help"},
+               {"role": "user", "content": "usage: taskctl list|done ID\nuser@sandbox:~$ "},
+               {"role": "assistant", "content": "taskctl list"}]
+    # What the endpoint feeds the model before a turn is exactly the prefix training supervises that turn behind.
+    row = render_training_row(served.tokenizer, episode)
+    assert len(row.turns) == 2
+    for span, turn in zip(row.spans, row.turns):  # turns index the canonical conversation (system folded in)
+        assert served.resident.prompt_ids(list(row.messages[:turn])) == row.input_ids[: span[0]]
+    assert served.resident.prompt_ids(episode[:4]) == row.input_ids[: row.spans[1][0]]
+
+    canonical = [{"role": "user", "content": "You are at a shell.\n\nDirectives come from `taskctl`.\nuser@sandbox:~$ "}]
+    resp = served.ask("base", episode[:2], max_tokens=40)
+    choice = resp.choices[0]
+    assert served.is_greedy(canonical, choice.message.content, max_tokens=40), choice.message.content
+    assert resp.usage.prompt_tokens == len(served.resident.prompt_ids(episode[:2]))
+    ids = [m.id for m in served.client().models.list().data]
+    assert ids[:2] == ["smollm2", "base"]
+
+
+def test_stops_at_end_of_turn_and_honours_max_tokens_and_stop_strings(engine_served):
+    served = engine_served
+    done = served.ask("base", PROMPTS[1], max_tokens=40).choices[0]
+    assert done.finish_reason == "stop" and "<|im_end|>" not in done.message.content
+    assert done.message.content == served.reference([{"role": "user", "content": PROMPTS[1]}], max_tokens=40)
+    long = served.ask("base", PROMPTS[2], max_tokens=5)
+    assert long.choices[0].finish_reason == "length" and long.usage.completion_tokens == 5
+    full = served.ask("base", PROMPTS[2], max_tokens=12).choices[0].message.content
+    word = full.split()[1]
+    cut = served.ask("base", PROMPTS[2], max_tokens=12, stop=[word]).choices[0]
+    assert cut.finish_reason == "stop" and cut.message.content == full[: full.index(word)]
+    # temperature 0 is greedy: the same answer every time, whatever else runs beside it
+    with ThreadPoolExecutor(len(PROMPTS)) as pool:
+        answers = list(pool.map(lambda p: served.ask("base", p).choices[0].message.content, PROMPTS * 2))
+    assert answers[: len(PROMPTS)] == answers[len(PROMPTS):]
+    assert all(served.is_greedy([{"role": "user", "content": p}], a) for p, a in zip(PROMPTS, answers)), answers
+
+
+def test_merged_adapter_answers_as_peft_and_unloads(engine_served, lora):
+    import httpx
+    import openai
+
+    served = engine_served
+    path, peft_model = lora
+    prompts = [[{"role": "user", "content": p}] for p in PROMPTS[:4]]
+    base = [served.ask("base", p).choices[0].message.content for p in prompts]
+    r = httpx.post(f"{served.url}/v1/adapters", json={"name": "rand-lora", "path": str(path)}, timeout=300)
+    assert r.status_code == 201, r.text
+    assert httpx.post(f"{served.url}/v1/adapters", json={"name": "rand-lora", "path": str(path)}).status_code == 409
+    adapted = [served.ask("rand-lora", p).choices[0].message.content for p in prompts]
+    assert all(served.is_greedy(p, a, model=peft_model) for p, a in zip(prompts, adapted)), adapted
+    assert adapted != base and not served.is_greedy(prompts[0], base[0], model=peft_model)
+    assert [served.ask("base", p).choices[0].message.content for p in prompts] == base
+
+    assert httpx.delete(f"{served.url}/v1/adapters/rand-lora").status_code == 200
+    with pytest.raises(openai.NotFoundError):
+        served.ask("rand-lora", prompts[0])
+    assert served.ask("base", prompts[0]).choices[0].message.content == base[0]
+
+
+def test_a_published_adapter_loads_on_first_use_and_unknown_names_are_404(engine_served, lora):
+    import openai
+
+    served = engine_served
+    _, peft_model = lora
+    prompt = [{"role": "user", "content": PROMPTS[1]}]
+    answer = served.ask("published-lora", prompt).choices[0].message.content
+    assert served.is_greedy(prompt, answer, model=peft_model)
+    assert "published-lora" in served.resident.model_names()
+    with pytest.raises(openai.NotFoundError, match="not published"):
+        served.ask("never-published", prompt)
+    with pytest.raises(openai.BadRequestError, match="n=1"):
+        served.ask("base", prompt, n=2)
+
+
+def test_merged_gguf_holds_the_weights_peft_merges(lora, gguf_cache):
+    """Loaded back by transformers (which undoes llama.cpp's query/key row order itself), the merged
+    f32 GGUF is peft's merge_and_unload, weight for weight."""
+    import torch
+
+    from gpu.engines.gguf_export import served_gguf
+    from gpu.model import load_model, resolve_base
+
+    path, peft_model = lora
+    gguf = served_gguf(resolve_base("smollm2"), "f32", gguf_cache, adapter_dir=path)
+    assert served_gguf(resolve_base("smollm2"), "f32", gguf_cache, adapter_dir=path) == gguf  # cached
+    loaded = load_model(str(gguf), device="cpu").state_dict()
+    merged = copy.deepcopy(peft_model).merge_and_unload().state_dict()
+    for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.7.self_attn.v_proj.weight",
+                 "model.layers.7.self_attn.k_proj.weight", "model.layers.3.mlp.down_proj.weight"):
+        assert torch.equal(loaded[name], merged[name]), name
+
+
+def test_adapters_the_merge_cannot_represent_are_refused(tmp_path, gguf_cache):
+    import json
+
+    from gpu.engines.gguf_export import GgufExportError, served_gguf
+    from gpu.model import resolve_base
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, "lora_alpha": 16,
+                                                              "use_dora": True}))
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"")
+    with pytest.raises(GgufExportError, match="use_dora"):
+        served_gguf(resolve_base("smollm2"), "f32", gguf_cache, adapter_dir=tmp_path)
