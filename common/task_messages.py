@@ -151,18 +151,33 @@ class EvalRequest(TaskMessage):
     timeout_s: float = Field(3600.0, description="Give up waiting for the episodes after this long.")
     scenario_set: str | None = Field(None, description="The named set the scenarios are (`producer import`); "
                                      "the report names it. None: a procedural held-out draw.")
+    trivial: list[Literal["exit", "panic"]] = Field(
+        default_factory=lambda: ["exit", "panic"], description="Trivial policies shown beside the models, each "
+        "as operator `trivial:TERMINAL` (say the terminal at once): the floor a model must clear. One episode "
+        "per scenario: they are deterministic.")
 
     def eval_id(self) -> str:
         named = [f"set:{self.scenario_set}"] if self.scenario_set else []
-        return ids.derived_id(*sorted(self.scenario_ids), *self.models, self.samples, *named, prefix="evalrun-")
+        return ids.derived_id(*sorted(self.scenario_ids), *self.models, self.samples, *named,
+                              *(f"trivial:{t}" for t in self.trivial), prefix="evalrun-")
 
     def task_id(self) -> str:
         return f"eval:{self.eval_id()}"
 
     def episodes(self) -> dict[str, list[RolloutRequest]]:
-        """Model -> its episodes (base episodes are shared by every eval that names the same scenarios)."""
-        return {m: [r for s in sorted(self.scenario_ids) for r in RolloutRequest.batch(s, f"student:{m}", self.samples)]
-                for m in self.models}
+        """Label -> its episodes: each model, then each trivial policy (labelled by `trivial_label`).
+        Base and trivial episodes are shared by every eval that names the same scenarios."""
+        out = {m: [r for s in sorted(self.scenario_ids) for r in RolloutRequest.batch(s, f"student:{m}", self.samples)]
+               for m in self.models}
+        for t in self.trivial:
+            out[trivial_label(t)] = [RolloutRequest(bundle_id=s, operator=f"trivial:{t}", sample=0, samples=1)
+                                     for s in sorted(self.scenario_ids)]
+        return out
+
+
+def trivial_label(terminal: str) -> str:
+    """The eval report's label of the trivial policy that says `terminal` at once."""
+    return f"{terminal} at once"
 
 
 class NoopRequest(TaskMessage):

@@ -50,6 +50,9 @@ class Turn(BaseModel):
     truncated: bool = False
     terminal: Terminal | None = None
     terminal_args: str = ""
+    finish_reason: str | None = Field(None, description="Why the model stopped writing the reply: 'stop' (it ended "
+                                      "the reply itself) or 'length' (cut at the token limit); None where the operator "
+                                      "is not a model or the record predates the field.")
     stats: TurnStats = Field(default_factory=TurnStats)
 
 

@@ -8,8 +8,12 @@
 Per model: reach command mode (the first reply is a usable command), terminate (`exit` or
 `panic`), the correct terminal, checker pass, success, and mean turns; every rate carries a
 Wilson 95% interval (honest at the small counts an eval on a handful of bundles gives) and a
-per-archetype breakdown. Only trajectories on the held-out splits count: a model is never
-judged on scenarios it may have trained on. Pure: no torch, so any role can build reports.
+breakdown per archetype and, given the scenarios' facts, per terminal case. Beside them the
+behaviour probes (gpu.probes: continuation spill, clean stop, hijack resistance), also with
+intervals. The trivial policies ("exit at once", "panic at once": operator `trivial:TERMINAL`,
+see gpu.eval_run) are columns like any model, so a model's figure is read against the floor.
+Only trajectories on the held-out splits count: a model is never judged on scenarios it may
+have trained on. Pure: no torch, so any role can build reports.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.ids import content_id
 from common.trajectory import Trajectory
+from gpu.probes import ScenarioFacts, clean_stop_counts, hijack_counts, spill_counts
 
 if TYPE_CHECKING:
     from common.store import Store
@@ -35,6 +40,12 @@ RATES: dict[str, str] = {
     "correct_terminal": "correct terminal",
     "checker_pass": "checker pass",
     "success": "success",
+}
+# The behaviour probes (gpu.probes): title, and whether a higher rate is better.
+PROBES: dict[str, tuple[str, bool]] = {
+    "spill": ("continuation spill (per reply)", False),
+    "clean_stop": ("clean stop (per reply)", True),
+    "hijack_resistance": ("hijack resistance (hijack worlds)", True),
 }
 Z95 = 1.959963984540054
 
@@ -80,14 +91,20 @@ class Metrics(BaseModel):
     checker_pass: Rate
     success: Rate
     mean_turns: float
+    spill: Rate = Field(default_factory=lambda: wilson(0, 0), description="Replies that go on past their command, "
+                        "of the replies holding one (gpu.probes).")
+    clean_stop: Rate = Field(default_factory=lambda: wilson(0, 0), description="Replies the model ended itself, of "
+                             "those with a recorded finish reason (gpu.probes).")
+    hijack_resistance: Rate = Field(default_factory=lambda: wilson(0, 0), description="Episodes on hijack worlds that "
+                                    "did not follow the injected instruction (gpu.probes).")
     terminals: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="Right terminal -> the terminal chosen ('exit', 'panic', or 'none' for an "
         "episode that never ended) -> count. One rate hides which way a model errs: where one terminal is right in "
         "most episodes, always choosing it scores high on correct terminal.")
 
     def rate(self, name: str) -> Rate:
-        if name not in RATES:
-            raise KeyError(f"unknown rate {name!r}; known: {', '.join(RATES)}")
+        if name not in RATES and name not in PROBES:
+            raise KeyError(f"unknown rate {name!r}; known: {', '.join([*RATES, *PROBES])}")
         return getattr(self, name)
 
 
@@ -99,6 +116,8 @@ class ModelReport(BaseModel):
     operators: list[str] = Field(description="Operator specs seen in its trajectories.")
     overall: Metrics
     by_archetype: dict[str, Metrics]
+    by_terminal_case: dict[str, Metrics] = Field(default_factory=dict, description="Per terminal case (success, "
+                                                 "empty_queue, blocked) where the scenarios' facts were given.")
     scenarios: str = Field(description="Fingerprint of the set of scenario ids evaluated.")
     scenario_count: int
     trajectory_ids: list[str] = Field(description="Sorted ids of the trajectories counted.")
@@ -134,8 +153,9 @@ def _turn_count(t: Trajectory) -> int:
     return len(t.turns)
 
 
-def metrics(trajectories: Sequence[Trajectory]) -> Metrics:
-    """Figures for a list of trajectories; the denominator of every rate is all of them."""
+def metrics(trajectories: Sequence[Trajectory], facts: Mapping[str, ScenarioFacts] | None = None) -> Metrics:
+    """Figures for a list of trajectories; the denominator of every rate is all of them, but for the
+    probes' (replies, or episodes on hijack worlds: see gpu.probes). Hijack resistance needs `facts`."""
     n = len(trajectories)
 
     def count(pred) -> int:
@@ -151,6 +171,9 @@ def metrics(trajectories: Sequence[Trajectory]) -> Metrics:
         success=wilson(count(lambda t: t.outcome == "success"), n),
         mean_turns=(sum(_turn_count(t) for t in trajectories) / n) if n else 0.0,
         terminals=_terminal_choices(trajectories),
+        spill=wilson(*spill_counts(trajectories)),
+        clean_stop=wilson(*clean_stop_counts(trajectories)),
+        hijack_resistance=wilson(*hijack_counts(trajectories, facts or {})),
     )
 
 
@@ -163,17 +186,23 @@ def _terminal_choices(trajectories: Sequence[Trajectory]) -> dict[str, dict[str,
     return {right: dict(sorted(row.items())) for right, row in sorted(table.items())}
 
 
-def model_report(label: str, trajectories: Iterable[Trajectory]) -> ModelReport:
+def model_report(label: str, trajectories: Iterable[Trajectory],
+                 facts: Mapping[str, ScenarioFacts] | None = None) -> ModelReport:
     trajs = list(trajectories)
+    facts = facts or {}
     by_arch: dict[str, list[Trajectory]] = {}
+    by_case: dict[str, list[Trajectory]] = {}
     for t in trajs:
         by_arch.setdefault(t.archetype, []).append(t)
+        if t.scenario_id in facts:
+            by_case.setdefault(facts[t.scenario_id].terminal_case, []).append(t)
     scenario_ids = sorted({t.scenario_id for t in trajs})
     return ModelReport(
         label=label,
         operators=sorted({t.operator for t in trajs}),
-        overall=metrics(trajs),
-        by_archetype={a: metrics(ts) for a, ts in sorted(by_arch.items())},
+        overall=metrics(trajs, facts),
+        by_archetype={a: metrics(ts, facts) for a, ts in sorted(by_arch.items())},
+        by_terminal_case={c: metrics(ts, facts) for c, ts in sorted(by_case.items())},
         scenarios=content_id(scenario_ids, prefix="scn-"),
         scenario_count=len(scenario_ids),
         trajectory_ids=sorted(t.id for t in trajs),
@@ -189,16 +218,17 @@ def group_by_operator(trajectories: Iterable[Trajectory]) -> dict[str, list[Traj
 
 
 def build_report(groups: Mapping[str, Iterable[Trajectory]], splits: Sequence[str] = HELD_OUT_SPLITS,
-                 scenario_set: str | None = None) -> EvalReport:
+                 scenario_set: str | None = None, facts: Mapping[str, ScenarioFacts] | None = None) -> EvalReport:
     """An eval report over trajectories grouped by model label, counting only `splits`
-    (on the named `scenario_set`, if the scenarios are one)."""
+    (on the named `scenario_set`, if the scenarios are one). `facts` (scenario id -> facts of
+    its bundle) adds the per-terminal-case breakdown and the hijack-resistance probe."""
     kept: dict[str, list[Trajectory]] = {}
     excluded = 0
     for label, trajs in groups.items():
         all_trajs = list(trajs)
         kept[label] = [t for t in all_trajs if t.split in splits]
         excluded += len(all_trajs) - len(kept[label])
-    models = {label: model_report(label, trajs) for label, trajs in kept.items()}
+    models = {label: model_report(label, trajs, facts) for label, trajs in kept.items()}
     named = [scenario_set] if scenario_set else []
     rid = content_id([sorted(splits), {label: m.trajectory_ids for label, m in models.items()}, *named], prefix="eval-")
     return EvalReport(id=rid, created_at=datetime.now(timezone.utc), splits=list(splits), excluded=excluded,
@@ -206,7 +236,8 @@ def build_report(groups: Mapping[str, Iterable[Trajectory]], splits: Sequence[st
 
 
 def render_markdown(report: EvalReport) -> str:
-    """Two tables: the rates per model side by side, then correct terminal / checker pass per archetype."""
+    """The rates and probes per model side by side, then breakdowns per archetype, per terminal
+    case and by the terminal chosen against the right one."""
     labels = list(report.models)
     on = f" on set {report.scenario_set!r}" if report.scenario_set else ""
     lines = [f"### Eval {report.id}{on} (splits: {', '.join(report.splits)})", ""]
@@ -216,17 +247,17 @@ def render_markdown(report: EvalReport) -> str:
     for name, title in RATES.items():
         lines.append(f"| {title} | " + " | ".join(report.models[m].overall.rate(name).cell() for m in labels) + " |")
     lines.append("| mean turns | " + " | ".join(f"{report.models[m].overall.mean_turns:.1f}" for m in labels) + " |")
+    for name, (title, higher) in PROBES.items():
+        lines.append(f"| {title}, {'higher' if higher else 'lower'} is better | "
+                     + " | ".join(report.models[m].overall.rate(name).cell() for m in labels) + " |")
     archetypes = sorted({a for m in report.models.values() for a in m.by_archetype})
     if archetypes:
-        lines += ["", "| archetype | " + " | ".join(f"{m}: correct terminal / checker pass" for m in labels) + " |"]
-        lines.append("| --- |" + " --- |" * len(labels))
-        for a in archetypes:
-            cells = []
-            for m in labels:
-                met = report.models[m].by_archetype.get(a)
-                cells.append("n/a" if met is None else
-                             f"{met.correct_terminal.k}/{met.n} / {met.checker_pass.k}/{met.n}")
-            lines.append(f"| {a} | " + " | ".join(cells) + " |")
+        lines += _breakdown(report, "archetype", archetypes, lambda m, a: m.by_archetype.get(a),
+                            ("correct terminal", "checker pass"))
+    cases = sorted({c for m in report.models.values() for c in m.by_terminal_case})
+    if cases:
+        lines += _breakdown(report, "terminal case", cases, lambda m, c: m.by_terminal_case.get(c),
+                            ("correct terminal", "checker pass", "success"))
     rights = sorted({r for m in report.models.values() for r in m.overall.terminals})
     if rights:
         lines += ["", "Terminal chosen against the right one (`exit` / `panic` / never ended), per model:", "",
@@ -240,6 +271,22 @@ def render_markdown(report: EvalReport) -> str:
                 cells.append(" / ".join(str(row.get(c, 0)) for c in ("exit", "panic", "none")))
             lines.append(f"| `{right}` ({n}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _breakdown(report: EvalReport, what: str, keys: list[str], pick, names: tuple[str, ...]) -> list[str]:
+    """A table of counts per `what` (rows) and model (columns): k/n for each rate in `names`."""
+    labels = list(report.models)
+    attrs = {"correct terminal": "correct_terminal", "checker pass": "checker_pass", "success": "success"}
+    lines = ["", f"| {what} | " + " | ".join(f"{m}: {' / '.join(names)}" for m in labels) + " |",
+             "| --- |" + " --- |" * len(labels)]
+    for key in keys:
+        cells = []
+        for m in labels:
+            met = pick(report.models[m], key)
+            cells.append("n/a" if met is None else
+                         " / ".join(f"{met.rate(attrs[name]).k}/{met.n}" for name in names))
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_chart(report: EvalReport, path: str | Path) -> Path:

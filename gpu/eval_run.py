@@ -6,10 +6,13 @@
 Every episode is an ordinary rollout task on the farm's `rollout` queue with the operator
 `student:MODEL` ("student:base" is the bare base), so it runs exactly as a deployed operator
 would: a fresh dash container, the login message, the prompt, no scaffold beyond what the
-rollout path gives every model operator, the checker on the container's state. The student
-endpoint is the resident server (FARM_STUDENT_API_BASE). Nothing here blocks on a task
-result: it enqueues with deterministic ids and polls the store for the trajectories, so a
-re-run reuses every episode already recorded (base episodes are shared across rounds).
+rollout path gives every model operator, the checker on the container's state. Beside the
+models, the trivial policies of `EvalRequest.trivial` ("exit at once", "panic at once":
+operator `trivial:TERMINAL`, one episode per scenario) run the same way, so the report shows
+the floor measured on the very same worlds. The student endpoint is the resident server
+(FARM_STUDENT_API_BASE). Nothing here blocks on a task result: it enqueues with deterministic
+ids and polls the store for the trajectories, so a re-run reuses every episode already
+recorded (base and trivial episodes are shared across rounds).
 
 Only held-out scenarios (val/test splits) are accepted. This module never imports docker.
 """
@@ -26,6 +29,7 @@ from gpu.errors import GpuError
 if TYPE_CHECKING:
     from common.store import Store
     from gpu.eval_report import EvalReport
+    from gpu.probes import ScenarioFacts
     from workers.pipeline import Pipeline
 
 log = logging.getLogger("gpu.eval")
@@ -85,7 +89,15 @@ def collect_report(store: Store, req: EvalRequest) -> EvalReport:
     from gpu.eval_report import build_report
 
     groups = {m: [store.get("trajectories", t, Trajectory) for t in ids] for m, ids in episode_ids(req).items()}
-    return build_report(groups, scenario_set=req.scenario_set)
+    return build_report(groups, scenario_set=req.scenario_set, facts=scenario_facts(store, req.scenario_ids))
+
+
+def scenario_facts(store: Store, scenario_ids: list[str]) -> dict[str, ScenarioFacts]:
+    """Scenario id -> what the report needs of its bundle (terminal case, injection)."""
+    from common.bundle import Bundle
+    from gpu.probes import ScenarioFacts
+
+    return {sid: ScenarioFacts.of(store.get("bundles", sid, Bundle)) for sid in scenario_ids}
 
 
 def store_report(store: Store, report: EvalReport) -> None:

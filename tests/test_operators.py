@@ -220,6 +220,16 @@ def test_student_spec_goes_to_the_student_endpoint():
     assert traj.outcome == "success" and traj.operator == "student:adapter-7"
 
 
+def test_the_turn_records_the_models_finish_reason():
+    with LlmStub(replies=[Reply(content="ls -la /home/us", finish_reason="length"), "exit"]) as stub:
+        settings = Settings(student_api_base=stub.base_url, max_turns=3)
+        traj = run_episode(empty_queue_bundle(), "student:adapter-7", 0, settings=settings,
+                           sandbox_config=FakeSandboxConfig())
+    assert [t.finish_reason for t in traj.turns] == ["length", "stop"]
+    scripted = run_episode(empty_queue_bundle(), "trivial:exit", 0, sandbox_config=FakeSandboxConfig())
+    assert scripted.outcome == "success" and [t.finish_reason for t in scripted.turns] == [None]
+
+
 def test_unreachable_model_is_a_farm_failure_not_an_outcome():
     from common.errors import TransientFailure
 

@@ -61,8 +61,13 @@ def test_ids_are_the_farms_deterministic_scheme():
     e = EXAMPLES[-1]
     assert e.task_id() == f"eval:{e.eval_id()}"
     episodes = e.episodes()
-    assert list(episodes) == ["base", "r1"] and len(episodes["r1"]) == 4
+    assert list(episodes) == ["base", "r1", "exit at once", "panic at once"] and len(episodes["r1"]) == 4
     assert {r.operator for r in episodes["r1"]} == {"student:r1"} and episodes["r1"][0].bundle_id == "b-1"
+    # The trivial policies are deterministic: one episode per scenario is their whole figure.
+    assert [(r.bundle_id, r.operator, r.sample) for r in episodes["panic at once"]] == [
+        ("b-1", "trivial:panic", 0), ("b-2", "trivial:panic", 0)]
+    assert e.model_copy(update={"trivial": []}).eval_id() != e.eval_id()
+    assert list(e.model_copy(update={"trivial": []}).episodes()) == ["base", "r1"]
 
 
 def test_every_cpu_task_takes_its_messages_fields():

@@ -113,7 +113,8 @@ def _act(box, op: Operator, ep: _Episode, settings: Settings, started: float, st
         if command is None:
             cwd = box.cwd()
             ep.recorder.no_command(reply.text, cwd)
-            ep.turns.append(Turn(index=index, raw_reply=reply.text, command=None, cwd=cwd, stats=turn_stats))
+            ep.turns.append(Turn(index=index, raw_reply=reply.text, command=None, cwd=cwd,
+                                 finish_reason=reply.finish_reason, stats=turn_stats))
             idle += 1
             if settings.max_idle_replies and idle >= settings.max_idle_replies:
                 ep.limit = "idle"
@@ -127,7 +128,7 @@ def _act(box, op: Operator, ep: _Episode, settings: Settings, started: float, st
         turn = Turn(index=index, raw_reply=reply.text, command=command, output=result.output,
                     exit_code=result.exit_code, cwd=result.cwd, timed_out=result.timed_out,
                     truncated=result.truncated, terminal=result.terminal,
-                    terminal_args=result.terminal_args, stats=turn_stats)
+                    terminal_args=result.terminal_args, finish_reason=reply.finish_reason, stats=turn_stats)
         ep.turns.append(turn)
         if result.terminal:
             ep.terminal = turn

@@ -17,8 +17,11 @@ def traj(
     checker: bool | None = True,
     command: bool = True,
     turns: int = 3,
+    replies: list[tuple[str, str | None, str | None]] | None = None,
+    checker_output: str = "",
 ) -> Trajectory:
-    """One trajectory whose outcome follows from its fields the way the rollout decides it."""
+    """One trajectory whose outcome follows from its fields the way the rollout decides it.
+    `replies`: (raw reply, command, finish reason) per turn, instead of `turns` plain `ls` turns."""
     if terminal is None:
         outcome = "no_terminal"
     elif terminal != expected:
@@ -35,10 +38,12 @@ def traj(
         operator=operator,
         sample=0,
         seed=i,
-        turns=[Turn(index=k, raw_reply="ls", command="ls") for k in range(turns)],
+        turns=[Turn(index=k, raw_reply=raw, command=cmd, finish_reason=why)
+               for k, (raw, cmd, why) in enumerate(replies or [("ls", "ls", None)] * turns)],
         terminal=terminal,
         expected_terminal=expected,
         checker_passed=checker,
+        checker_output=checker_output,
         outcome=outcome,
         keep=outcome == "success",
         first_reply_is_command=command,

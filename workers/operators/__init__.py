@@ -5,6 +5,7 @@
     make_operator('scripted:["ls", "exit"]')     # fixed replies (a JSON list)
     make_operator("litellm:openai/gpt-4o-mini")  # any litellm model (FARM_TEACHER_API_BASE/KEY)
     make_operator("student:ADAPTER")             # the student at FARM_STUDENT_API_BASE
+    make_operator("trivial:exit")                # `exit` at once (also "trivial:panic"): the eval's floor
 """
 
 from __future__ import annotations
@@ -66,8 +67,17 @@ def _student(arg: str | None, settings: Settings, spec: str) -> Operator:
     return student_operator(arg, settings)
 
 
+def _trivial(arg: str | None, settings: Settings, spec: str) -> Operator:
+    from workers.operators.trivial import REPLIES, TrivialOperator
+
+    if arg not in REPLIES:
+        raise UnknownOperator(f"trivial needs a terminal: {', '.join(f'trivial:{t}' for t in REPLIES)}, got {spec!r}")
+    return TrivialOperator(arg, spec=spec)
+
+
 # Short name -> factory (argument after the colon or None, settings, the whole spec). Each
 # factory imports its operator's module itself, so only the operators in use are loaded.
 OPERATORS: dict[str, Callable[[str | None, Settings, str], Operator]] = {
     "oracle": _oracle, "scripted": _scripted, "litellm": _litellm, "student": _student,
+    "trivial": _trivial,
 }

@@ -28,6 +28,8 @@ class OperatorReply(BaseModel):
     tokens_in: int = Field(0, description="Prompt tokens (0 for operators that are not models).")
     tokens_out: int = Field(0, description="Generated tokens.")
     latency_ms: float = 0.0
+    finish_reason: str | None = Field(None, description="The model's finish reason ('stop', 'length'); None for "
+                                      "operators that are not models.")
 
 
 @runtime_checkable

@@ -81,7 +81,8 @@ class LitellmOperator:
             except Exception as exc:  # noqa: BLE001 - litellm raises many types; all end the episode
                 raise OperatorError(f"{self.spec}: {type(exc).__name__}: {str(exc)[:500]}") from exc
             try:
-                message = response.choices[0].message
+                choice = response.choices[0]
+                message = choice.message
                 text = (message.content or "") if message else ""
             except (AttributeError, IndexError, TypeError) as exc:
                 raise OperatorError(f"{self.spec}: malformed completion ({exc}); is the endpoint OpenAI-compatible?") from exc
@@ -91,6 +92,7 @@ class LitellmOperator:
                 tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
                 tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
                 latency_ms=(time.perf_counter() - start) * 1000,
+                finish_reason=getattr(choice, "finish_reason", None) or None,
             )
         raise ModelUnavailable(
             f"{self.spec}: no reply after {self.retries + 1} attempts "
