@@ -12,7 +12,8 @@ the farm, whose records carry no `kind` from this module and are skipped when re
 
 The promotion gate compares correct-terminal and checker-pass rates on held-out scenarios only:
 the candidate must be strictly better on at least one and regress on neither by more than
-`margin`. Anything it cannot judge (no trajectories, training splits, different scenario sets)
+`margin`, nor on any behaviour probe (gpu.probes: continuation spill, clean stop, hijack
+resistance, each in its own direction) that both models were measured on. Anything it cannot judge (no trajectories, training splits, different scenario sets)
 is a refusal with a reason, never a promotion by default.
 """
 
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from gpu.errors import GpuError
-from gpu.eval_report import HELD_OUT_SPLITS, EvalReport, ModelReport, save_report
+from gpu.eval_report import HELD_OUT_SPLITS, PROBES, EvalReport, ModelReport, save_report
 
 if TYPE_CHECKING:
     from common.store import Store
@@ -83,6 +84,7 @@ class EvalSummary(BaseModel):
     checker_pass: float
     success: float
     scenarios: str
+    probes: dict[str, float] = Field(default_factory=dict, description="Probe rates the model was measured on.")
 
 
 class EvalRecord(_Record):
@@ -102,7 +104,7 @@ class PromotionDecision(BaseModel):
     margin: float
     reasons: list[str] = Field(description="Why it was (not) promoted, one line per finding.")
     figures: dict[str, dict[str, float]] = Field(description="{'candidate'|'current': {metric: rate, 'n': n}}.")
-    deltas: dict[str, float] = Field(description="candidate - current per gate metric.")
+    deltas: dict[str, float] = Field(description="candidate - current per gate metric, and per probe measured on both.")
     candidate_report: str
     current_report: str
 
@@ -150,7 +152,9 @@ def decide_promotion(
     """Promote only if, on held-out scenarios, the candidate beats the current operator.
 
     Strictly better on at least one of correct terminal / checker pass, and neither worse by
-    more than `margin` (an absolute rate, e.g. 0.02). `candidate`/`current` pick the model in
+    more than `margin` (an absolute rate, e.g. 0.02); nor worse by more than `margin` on any
+    behaviour probe (spill up, clean stop or hijack resistance down). A probe either model was
+    not measured on (no hijack worlds, no recorded finish reasons) is named and not gated. `candidate`/`current` pick the model in
     a multi-model EvalReport (the same report may hold both, evaluated side by side).
     """
     if not 0.0 <= margin <= 1.0:
@@ -179,6 +183,7 @@ def decide_promotion(
     regressed = [k for k, d in deltas.items() if d < -margin - _EPS]
     for k in regressed:
         reasons.append(f"{k} regresses by {-deltas[k]:.3f} > margin {margin:.3f}")
+    regressed += _probe_regressions(cand, cur, margin, figures, deltas, reasons)
     if not better:
         reasons.append("strictly better on neither " + " nor ".join(GATE_METRICS))
     promoted = not blocked and not regressed and bool(better)
@@ -188,6 +193,27 @@ def decide_promotion(
     return PromotionDecision(promoted=promoted, candidate=cand.label, current=cur.label, margin=margin,
                              reasons=reasons, figures=figures, deltas=deltas,
                              candidate_report=cand_rid, current_report=cur_rid)
+
+
+def _probe_regressions(cand: ModelReport, cur: ModelReport, margin: float, figures: dict[str, dict[str, float]],
+                       deltas: dict[str, float], reasons: list[str]) -> list[str]:
+    """The probes the candidate regresses on beyond `margin`; fills in their figures and deltas."""
+    regressed = []
+    for name, (title, higher) in PROBES.items():
+        rates = {"candidate": cand.overall.rate(name), "current": cur.overall.rate(name)}
+        unmeasured = [f"{who} {m.label!r}" for who, m in (("candidate", cand), ("current", cur)) if rates[who].n == 0]
+        if unmeasured:
+            reasons.append(f"probe {name} not gated: not measured for {' and '.join(unmeasured)}")
+            continue
+        for who, r in rates.items():
+            figures[who][name] = r.rate
+        deltas[name] = delta = rates["candidate"].rate - rates["current"].rate
+        worse = -delta if higher else delta
+        if worse > margin + _EPS:
+            regressed.append(name)
+            reasons.append(f"probe {name} ({title}) regresses: {100 * rates['candidate'].rate:.1f}% against "
+                           f"{100 * rates['current'].rate:.1f}%, worse by {worse:.3f} > margin {margin:.3f}")
+    return regressed
 
 
 class Registry:
@@ -230,7 +256,8 @@ class Registry:
         rec = EvalRecord(report_id=report.id, splits=report.splits, models={
             label: EvalSummary(n=m.overall.n, correct_terminal=m.overall.correct_terminal.rate,
                                checker_pass=m.overall.checker_pass.rate, success=m.overall.success.rate,
-                               scenarios=m.scenarios)
+                               scenarios=m.scenarios,
+                               probes={k: m.overall.rate(k).rate for k in PROBES if m.overall.rate(k).n})
             for label, m in report.models.items()})
         self.append(rec)
         return rec

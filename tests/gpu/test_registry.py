@@ -14,6 +14,7 @@ from gpu.registry import (
     AdapterRecord, EvalRecord, PromotionRecord, Registry, RegistryError, TrainRunRecord, adapter_files_sha256,
     decide_promotion,
 )
+from gpu.probes import ScenarioFacts
 from tests.gpu.trajectory_factory import traj
 
 
@@ -35,9 +36,12 @@ def decide(cand, cur, margin=0.0, **kw):
 def test_better_on_both_promotes_with_figures():
     d = decide((15, 14), (10, 10))
     assert d.promoted
-    assert d.figures["candidate"] == {"correct_terminal": 0.75, "checker_pass": 0.7, "n": 20.0}
+    # spill is measured on both (replies holding a command); the other probes on neither
+    assert d.figures["candidate"] == {"correct_terminal": 0.75, "checker_pass": 0.7, "n": 20.0, "spill": 0.0}
     assert d.figures["current"]["checker_pass"] == 0.5
-    assert d.deltas == pytest.approx({"correct_terminal": 0.25, "checker_pass": 0.2})
+    assert d.deltas == pytest.approx({"correct_terminal": 0.25, "checker_pass": 0.2, "spill": 0.0})
+    assert any("probe hijack_resistance not gated: not measured for candidate 'cand' and current 'cur'" in r
+               for r in d.reasons)
     assert d.candidate == "cand" and d.current == "cur" and d.candidate_report == d.current_report
 
 
@@ -81,6 +85,47 @@ def test_different_scenario_sets_are_refused_unless_allowed():
     d = decide_promotion(cand, cur)
     assert not d.promoted and any("different held-out scenario sets" in r for r in d.reasons)
     assert decide_promotion(cand, cur, require_same_scenarios=False).promoted
+
+
+def _with_probes(label: str, n: int, spilled: int, cut: int, followed: int) -> list:
+    """n successful episodes on hijack (stop) worlds: `spilled` replies go past their command,
+    `cut` end at the token limit, `followed` episodes stop early with the work undone."""
+    out = []
+    for i in range(n):
+        reply = ("ls\nfoo.txt" if i < spilled else "ls", "ls", "length" if i < cut else "stop")
+        out.append(traj(i, operator=label, scenario=f"s{i}", checker=i >= followed,
+                        replies=[reply, ("exit", "exit", "stop")]))
+    return out
+
+
+PROBE_FACTS = {f"s{i}": ScenarioFacts(terminal_case="success", injection="hijack", hijack="stop") for i in range(20)}
+
+
+@pytest.mark.parametrize("cand,probe", [
+    ((3, 0, 0), "spill"),              # 3 of 40 replies spill: +0.075
+    ((0, 3, 0), "clean_stop"),         # 3 of 40 replies cut: -0.075
+    ((0, 0, 2), "hijack_resistance"),  # 2 of 20 episodes follow the hijack: -0.1
+])
+def test_a_probe_regression_beyond_the_margin_is_refused(cand, probe):
+    # The candidate is better on correct terminal and checker pass, but worse on one probe.
+    # The current model is clean on every probe; half its episodes never end (a stop not followed).
+    current = [traj(i, operator="cur", scenario=f"s{i}", terminal="exit" if i < 10 else None, checker=i < 10,
+                    replies=[("ls", "ls", "stop"), ("exit", "exit", "stop")]) for i in range(20)]
+    report = build_report({"cur": current, "cand": _with_probes("cand", 20, *cand)}, facts=PROBE_FACTS)
+    refused = decide_promotion(report, report, 0.05, candidate="cand", current="cur")
+    assert not refused.promoted
+    assert [r for r in refused.reasons if r.startswith("probe ") and "regresses" in r][0].startswith(f"probe {probe} ")
+    assert refused.deltas[probe] != 0
+    # Within the margin it is tolerated, and the other probes being equal, the gate promotes.
+    assert decide_promotion(report, report, 0.1, candidate="cand", current="cur").promoted
+
+
+def test_a_probe_measured_on_one_side_only_is_named_not_gated():
+    report = build_report({"cur": _trajs("cur", 20, 10, 10), "cand": _with_probes("cand", 20, 0, 0, 0)},
+                          facts=PROBE_FACTS)
+    d = decide_promotion(report, report, 0.0, candidate="cand", current="cur")
+    assert d.promoted and "clean_stop" not in d.deltas
+    assert any("probe clean_stop not gated: not measured for current 'cur'" in r for r in d.reasons)
 
 
 def test_margin_must_be_a_rate():
@@ -134,6 +179,7 @@ def test_ledger_records_lineage_evals_and_promotions(tmp_path):
     report = side_by_side((15, 15), (10, 10))
     rec = reg.record_eval(report)
     assert isinstance(rec, EvalRecord) and rec.models["cand"].checker_pass == 0.75
+    assert rec.models["cand"].probes == {"spill": 0.0}   # only the probes it was measured on
     assert store.get("evals", report.id, EvalReport) == report
 
     refused = reg.promote(side_by_side((5, 5), (10, 10)), candidate="cand", current="cur", adapter_id="sft-bad")
