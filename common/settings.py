@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     oracle_slip_rate: float = Field(0.35, description="Rate of solvable episodes where the oracle mistypes a path in "
                                     "one act step, sees the error and fixes it (so an error is not learnt as a cue to panic).")
     pairs_per_scenario: int = Field(8, description="Cap on DPO pairs per scenario.")
+    pairs_per_outcome: int = Field(16, ge=0, description="Cap on a round's DPO pairs per reject outcome (never ended, "
+                                   "wrong panic, wrong exit, checker fail; workers/pairs.py), so one kind of mistake "
+                                   "does not drown the others. 16 is a full DPO run of the held-out experiment (8 "
+                                   "steps of 2 pairs); 0: no cap.")
     turn_pairs: bool = Field(False, description="Also pair rejects at the turn that went wrong against the oracle's next "
                              "command (terminal, stall and choice pairs; workers/pairs.py). Off: in the held-out "
                              "experiment they taught the student not to stop (docs/RESULTS.md).")

@@ -190,7 +190,9 @@ class Loop:
         for sid, ids in sorted(by_scenario.items()):
             manifest = self.farm.run_task(PairsRequest(scenario_id=sid, trajectory_ids=ids), what=f"pairs for {sid}")
             pair_ids.update(manifest["pairs"])
-        return sorted(pair_ids)
+        from workers.pairs import balanced_pair_ids  # at most FARM_PAIRS_PER_OUTCOME of each reject outcome
+
+        return balanced_pair_ids(self.store, sorted(pair_ids))
 
     def evaluate(self, models: list[str], eval_set: list[str], what: str) -> str:
         req = EvalRequest(scenario_ids=eval_set, models=models, samples=self.cfg.eval_samples,

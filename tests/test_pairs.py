@@ -197,3 +197,56 @@ def test_turn_level_pairs_come_with_the_keepers_right_stop_against_the_wrong_one
     assert choice.prompt == keeper.messages[:-1] and choice.chosen == [Message(role="assistant", content="exit")]
     assert choice.rejected[0].content.startswith("panic") and choice.chosen_id == keeper.id
     assert pairs[1].chosen_id == f"oracle:{bundle.id}" and pairs[1].rejected[0].content == "panic 'no idea'"
+
+
+def test_pairs_are_balanced_by_reject_outcome():
+    from workers.pairs import balance_by_outcome, reject_kind
+
+    groups = {  # 3 scenarios, each with many never-ended rejects and one of each other kind
+        s: [traj(f"{s}-ok", "success", GOOD, s),
+            *(traj(f"{s}-loop{k}", "no_terminal", convo(("tasks --help", "usage"), (f"ls {k}", "x"), ("ls", "")), s)
+              for k in range(6)),
+            traj(f"{s}-panic", "wrong_terminal", WRONG_TERMINAL, s),
+            traj(f"{s}-skip", "checker_fail", SKIPPED, s)]
+        for s in ("s1", "s2", "s3")}
+    pairs = [p for ts in groups.values() for p in build_pairs(ts, cap=8)]
+    kinds = [reject_kind(p) for p in pairs]
+    assert kinds.count("no_terminal") == 18 and kinds.count("wrong_panic") == 3 and kinds.count("checker_fail") == 3
+    balanced = balance_by_outcome(pairs, cap=4)
+    kept = [reject_kind(p) for p in balanced]
+    assert kept.count("no_terminal") == 4 and kept.count("wrong_panic") == 3 and kept.count("checker_fail") == 3
+    # the cap thins each scenario before it drops one, and keeps the input's order
+    assert {p.scenario_id for p in balanced if reject_kind(p) == "no_terminal"} == {"s1", "s2", "s3"}
+    assert balanced == [p for p in pairs if p in balanced]
+    assert balance_by_outcome(pairs, cap=0) == pairs
+
+
+def test_a_wrong_exit_and_a_wrong_panic_are_different_kinds():
+    from workers.pairs import reject_kind
+
+    panicker = make_pair(traj("k2", "success", GOOD), traj("r", "wrong_terminal", WRONG_TERMINAL))
+    assert reject_kind(panicker) == "wrong_panic"
+    exited = panicker.model_copy(update={"rejected": [Message(role="assistant", content="exit")]})
+    assert reject_kind(exited) == "wrong_exit"
+
+
+def test_a_rounds_stored_pairs_are_balanced_with_the_setting(tmp_path, monkeypatch):
+    from common.settings import get_settings
+    from common.store import Store
+    from workers.pairs import balanced_pair_ids
+
+    store = Store(str(tmp_path / "store"))
+    rejects = [traj(f"loop{k}", "no_terminal", convo(("tasks --help", "usage"), (f"ls {k}", ""), ("ls", "")))
+               for k in range(5)]
+    pairs = build_pairs([traj("ok", "success", GOOD), *rejects], cap=8)
+    for p in pairs:
+        store.put("pairs", p.id, p)
+    ids = sorted(p.id for p in pairs)
+    assert len(ids) == 5 and len(balanced_pair_ids(store, ids, cap=2)) == 2
+    monkeypatch.setenv("FARM_PAIRS_PER_OUTCOME", "3")
+    get_settings.cache_clear()  # the process-wide settings are read once
+    try:
+        assert len(balanced_pair_ids(store, ids)) == 3
+    finally:
+        monkeypatch.delenv("FARM_PAIRS_PER_OUTCOME")
+        get_settings.cache_clear()

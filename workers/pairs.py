@@ -18,17 +18,26 @@ exact repeat (a **stall pair**), where it began to go round in circles. Those al
 command down in favour of going on; so that DPO does not learn never to stop, each keeper
 of such a scenario adds a **choice pair**: at its last state, its own terminal against the
 other one.
+
+A round's pairs are then **balanced by reject outcome** (`balance_by_outcome`, at most
+`FARM_PAIRS_PER_OUTCOME` of each): in the held-out experiment the rejects that never ended
+outnumbered the wrong `panic`s, so the pairs taught "stop with `exit`" above all.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import zip_longest
+from typing import TYPE_CHECKING
 
 from common.bundle import Bundle
 from common.ids import content_id
 from common.trajectory import Message, Pair, Trajectory
 from sandbox.terminals import split_terminal
 from workers.operators.oracle import expert_next
+
+if TYPE_CHECKING:
+    from common.store import Store
 
 
 def divergence(a: list[Message], b: list[Message]) -> int | None:
@@ -200,3 +209,37 @@ def _capped(keepers: list[Trajectory], rejects: list[Trajectory], cap: int) -> l
             seen.add(pair.id)
             chosen.append(pair)
     return chosen
+
+
+def reject_kind(pair: Pair) -> str:
+    """The kind of mistake a pair pushes down: its reject's outcome, with a wrong terminal told
+    apart by the terminal the rejected continuation said ('wrong_panic' / 'wrong_exit')."""
+    if pair.rejected_outcome != "wrong_terminal":
+        return pair.rejected_outcome
+    said = next((split_terminal(m.content).terminal for m in reversed(pair.rejected) if m.role == "assistant"), None)
+    return f"wrong_{said}" if said else "wrong_terminal"
+
+
+def balance_by_outcome(pairs: list[Pair], cap: int) -> list[Pair]:
+    """At most `cap` pairs of each reject kind (0: all). Within a kind the pairs kept are spread
+    over scenarios round-robin (in scenario and id order), so the cap thins every scenario's
+    pairs before it drops a scenario; the result keeps the input's order."""
+    if cap <= 0:
+        return list(pairs)
+    by_kind: dict[str, dict[str, list[Pair]]] = defaultdict(lambda: defaultdict(list))
+    for p in sorted(pairs, key=lambda p: (p.scenario_id, p.id)):
+        by_kind[reject_kind(p)][p.scenario_id].append(p)
+    kept: set[str] = set()
+    for scenarios in by_kind.values():
+        spread = [p for rank in zip_longest(*scenarios.values()) for p in rank if p is not None]
+        kept.update(p.id for p in spread[:cap])
+    return [p for p in pairs if p.id in kept]
+
+
+def balanced_pair_ids(store: Store, pair_ids: list[str], cap: int | None = None) -> list[str]:
+    """`pair_ids` (stored pairs) balanced by reject outcome; `cap` defaults to the setting."""
+    from common.settings import get_settings
+
+    cap = get_settings().pairs_per_outcome if cap is None else cap
+    pairs = [store.get("pairs", pid, Pair) for pid in pair_ids]
+    return [p.id for p in balance_by_outcome(pairs, cap)]
