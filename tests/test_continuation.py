@@ -231,3 +231,38 @@ def test_oracle_continues_from_student_states_on_procedural_bundles():
             t = run_episode(bundle, continuation_spec(student.id), 0, settings=settings, sandbox_config=config,
                             operator=ContinuationOperator(student))
             assert t.outcome == "success", (family, case, t.handover, commands(t), t.checker_output)
+
+
+@pytest.mark.docker
+def test_a_handover_episode_records_both_parts_keeps_and_yields_its_row_and_pair(tmp_path):
+    """Through the `continue:` spec, as a rollout task runs it: the student's episode is read from the store."""
+    from common.store import Store
+
+    settings = SETTINGS.model_copy(update={"store": str(tmp_path / "store")})
+    store, bundle, config = Store(settings.store), success_bundle(), docker_config()
+    careful = run_episode(bundle, scripted("cat /etc/motd", "tasks --help", "tasks --list", "exit"), 0,
+                          settings=settings, sandbox_config=config)
+    sloppy = run_episode(bundle, scripted("tasks --lsit", "tasks --list", "exit"), 0, settings=settings,
+                         sandbox_config=config)
+    for student, harmless in ((careful, True), (sloppy, False)):
+        assert student.outcome == "checker_fail"
+        store.put("trajectories", student.id, student)
+        t = run_episode(bundle, continuation_spec(student.id), 1, settings=settings, sandbox_config=config)
+        at = t.handover.at
+        assert t.id == run_episode(bundle, continuation_spec(student.id), 1, settings=settings, sandbox_config=config).id
+        assert (t.outcome, t.keep, t.handover.source, t.handover.prefix_harmless) == ("success", True, student.id, harmless)
+        # both parts: the student's replies verbatim, then the oracle's way to the right terminal
+        assert [turn.raw_reply for turn in t.turns[:at]] == [turn.raw_reply for turn in student.turns[:at]]
+        assert t.messages[: 2 * at + 1] == student.messages[: 2 * at + 1]
+        assert commands(t)[-1] == "exit" and f"echo done > {HOME}/report.txt" in commands(t)[at:]
+        # SFT (DAgger): a row only where the student's part may be supervised too
+        row = sft_row(t)
+        assert (row is not None) == harmless
+        if row:
+            assert [m["content"] for m in row["messages"]] == [m.content for m in t.messages]
+        # DPO: the same prompt, then the oracle's continuation against the student's own
+        pair = continuation_pair(t, student)
+        assert pair is not None and len(pair.prompt) >= 2 * at + 1
+        assert pair.prompt == student.messages[: len(pair.prompt)]
+        assert pair.chosen == t.messages[len(pair.prompt):] and pair.rejected == student.messages[len(pair.prompt):]
+        assert pair.rejected[-1].content == "exit" and pair.rejected_outcome == "checker_fail"
