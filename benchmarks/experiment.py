@@ -8,7 +8,9 @@ real dash containers, the GPU worker on the CPU), with `student_from="latest"` s
 student is the SFT adapter whatever the promotion gate said, and DPO continues from it:
 
     round 1  procedural train-split scenarios -> oracle rollouts -> keepers -> SFT
-    round 2  new train-split scenarios -> SFT student rollouts -> pairs against keepers -> DPO
+    round 2  new train-split scenarios -> SFT student rollouts -> pairs against keepers, and
+             continuations of the student's failures (the oracle on from its states) -> SFT on
+             the kept ones (DAgger) -> DPO from there (--continuations 0: the ablation without)
     eval     the same held-out (test split: archetypes never trained on) scenarios for base, SFT
              and SFT+DPO, through the rollout queue, no training scaffold in the data
 
@@ -57,6 +59,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "results"), help="Where the report and chart go.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--turn-pairs", action="store_true", help="The turn-level DPO pairs ablation (see TURN_PAIRS).")
+    parser.add_argument("--continuations", type=int, default=1,
+                        help="Continuations per failed student episode in round 2 (0: none, the ablation).")
     parser.add_argument("--timeout", type=float, default=3000.0, help="Longest wait for any one stage.")
     args = parser.parse_args()
 
@@ -76,13 +80,15 @@ def main() -> int:
         env.update(TURN_PAIRS["env"])
     os.environ.update(env)  # this process's settings match the workers'
     store_url = os.path.abspath(args.store or f"experiment-store-{args.scale}")
-    cfg = LoopConfig(rounds=2, seed=args.seed, student_from="latest", timeout_s=args.timeout, **scale)
+    cfg = LoopConfig(rounds=2, seed=args.seed, student_from="latest", timeout_s=args.timeout,
+                     continuations=args.continuations, **scale)
     settings = Settings(store=store_url)
     started = time.monotonic()
     records = run_loop(cfg, settings, store_url, None, extra_env=env)
     elapsed = time.monotonic() - started
-    label = args.scale + ("-turn-pairs" if args.turn_pairs else "")
-    command = f"python benchmarks/experiment.py --scale {args.scale}" + (" --turn-pairs" if args.turn_pairs else "")
+    label = args.scale + ("-turn-pairs" if args.turn_pairs else "") + ("" if args.continuations == 1 else f"-cont{args.continuations}")
+    command = (f"python benchmarks/experiment.py --scale {args.scale}" + (" --turn-pairs" if args.turn_pairs else "")
+               + ("" if args.continuations == 1 else f" --continuations {args.continuations}"))
     summary = write_results(store_url, records, cfg, env, label, Path(args.out), elapsed, command)
     print(json.dumps(summary))
     return 0
@@ -101,7 +107,8 @@ def write_results(store_url: str, records, cfg, env: dict, scale: str, out: Path
     labels = {"base": "base"}
     for r in records:
         if r.adapter:
-            labels[r.adapter] = "SFT" if r.method == "sft" else "SFT+DPO"
+            labels[r.adapter] = "SFT" if r.round == 1 else ("SFT+DAgger" if r.method == "sft" else
+                                                             "SFT+DAgger+DPO" if r.dagger_adapter else "SFT+DPO")
     out.mkdir(parents=True, exist_ok=True)
     chart = write_chart(report, out / f"experiment-{scale}.png")
     lines = [f"# Experiment ({scale} scale)", "",
@@ -111,10 +118,12 @@ def write_results(store_url: str, records, cfg, env: dict, scale: str, out: Path
              f"`{cfg.model_dump_json(exclude={'timeout_s'})}`; training precision: {training_precision()}", "",
              "Models: " + ", ".join(f"`{k}` = {v}" for k, v in labels.items()), "",
              report.to_markdown(), "", "## Rounds", "",
-             "| round | operator | train scenarios | rollouts | kept | pairs | method | rows | train s | promoted |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| round | operator | train scenarios | rollouts | kept | continuations (kept) | DAgger SFT rows | pairs "
+             "| method | rows | train s | promoted |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in records:
-        lines.append(f"| {r.round} | {r.operator} | {r.scenarios} | {r.rollouts} | {r.kept} | {r.pairs} | "
+        lines.append(f"| {r.round} | {r.operator} | {r.scenarios} | {r.rollouts} | {r.kept} | "
+                     f"{r.continuations} ({r.continuations_kept}) | {r.dagger_rows} | {r.pairs} | "
                      f"{r.method or '-'} | {r.rows} | {r.train_s or 0:.0f} | {'yes' if r.promoted else 'no'} |")
     lines += [""] + [f"Round {r.round}: " + "; ".join(r.reasons) for r in records] + [""]
     (out / f"experiment-{scale}.md").write_text("\n".join(lines))

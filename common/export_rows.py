@@ -4,6 +4,11 @@
     dpo_rows(pairs)          # [{"prompt": [...], "chosen": [...], "rejected": [...], "id", ...}]
     train_only(rows)         # passes rows through, refusing any not from the train split
 
+A continuation (`Trajectory.handover`: the student's first commands, then the oracle's) is an
+SFT row only when its student part is harmless: a row supervises every command in it, and
+the student's mistakes must not be taught beside the oracle's recovery from them. The
+others still teach through their DPO pair, whose prompt (the student's part) is never trained.
+
 Split discipline: held-out (val/test) scenarios never reach training data. Every function
 here raises `SplitViolation` when handed one, rather than silently dropping it, because a
 held-out trajectory in the training stream means something upstream is wrong.
@@ -28,9 +33,10 @@ def _plain(messages: list[Message]) -> list[dict]:
 
 
 def sft_row(t: Trajectory) -> dict | None:
-    """The keeper's row (None for a reject); a held-out trajectory is refused."""
+    """The keeper's row (None for a reject, or a continuation whose student part is not harmless);
+    a held-out trajectory is refused."""
     _refuse_held_out("trajectory", t.id, t.split)
-    if not t.keep:
+    if not t.keep or (t.handover is not None and not t.handover.prefix_harmless):
         return None
     problems = deploy_problems(t.messages)
     if problems:

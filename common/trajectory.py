@@ -66,6 +66,24 @@ class EpisodeStats(BaseModel):
     sandbox_ms: float = 0.0
 
 
+class Handover(BaseModel):
+    """Where a continuation episode passed from the student's replayed commands to the oracle.
+
+    The episode's first `at` commands are the student's own (from the `source` trajectory,
+    replayed in a fresh world); every command after them is the oracle's, decided from the
+    state they reached. `prefix_harmless` says whether the student's part may be trained on
+    as well (each of its commands one the oracle itself uses on this scenario, none failing,
+    none repeated): the export leaves a continuation out of SFT otherwise, since a training
+    row supervises every command in it (gpu.render), and the student's mistakes would be
+    taught with the oracle's recovery. Its DPO pair never trains the prefix (it is the prompt).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(description="The student's trajectory whose first commands were replayed.")
+    at: int = Field(ge=1, description="Commands replayed before the oracle took over.")
+    prefix_harmless: bool
+
+
 class Trajectory(BaseModel):
     """One episode of one operator on one scenario, verified and recorded."""
 
@@ -92,6 +110,7 @@ class Trajectory(BaseModel):
     first_reply_is_command: bool = Field(False, description="The operator's first reply held a usable command.")
     non_command_replies: int = Field(0, description="Replies that held no usable command.")
     stats: EpisodeStats = Field(default_factory=EpisodeStats)
+    handover: Handover | None = Field(None, description="Set on a continuation: the student's part, then the oracle's.")
 
     def content(self) -> dict:
         """Everything but run-to-run accounting: equal for two runs of the same deterministic episode."""

@@ -70,11 +70,14 @@ class FarmClient:
     def rollouts(self, bundle_ids: list[str], operator: str, samples: int, send: bool = True) -> list[str]:
         """The trajectories of `operator` on the bundles (sent where missing), once all are recorded."""
         rollouts = [r for bid in sorted(bundle_ids) for r in RolloutRequest.batch(bid, operator, samples)]
+        return self.run_rollouts(rollouts, f"rollouts of {operator} on {len(bundle_ids)} scenario(s)", send)
+
+    def run_rollouts(self, rollouts: list[RolloutRequest], what: str, send: bool = True) -> list[str]:
+        """The trajectories of any episodes (sent where missing, all at once), once all are recorded."""
         if send:
             self.pipe.send_missing_rollouts(rollouts)
         tids = [r.trajectory_id for r in rollouts]
-        self.wait(f"rollouts of {operator} on {len(bundle_ids)} scenario(s)",
-                  lambda: (sum(self.store.exists("trajectories", t) for t in tids), len(tids)))
+        self.wait(what, lambda: (sum(self.store.exists("trajectories", t) for t in tids), len(tids)))
         return tids
 
     # --- any task that writes a manifest

@@ -4,7 +4,12 @@
               -> held-out eval (base vs SFT) -> promotion gate
     round r>1 new train-split scenarios -> rollouts by the current operator (the promoted student)
               -> its failures become DPO pairs against keepers of the same scenario (teacher
-              rollouts fill in where a scenario has none) -> DPO from the current adapter
+              rollouts fill in where a scenario has none)
+              -> continuations of its failures: its first replies replayed, the oracle on from the
+              state they reached (workers.operators.continuation); each kept one pairs against the
+              student's own way on from that state, and (DAgger) those whose student part is
+              harmless are SFT rows, trained from the current adapter first
+              -> DPO from the current adapter (or from that DAgger adapter)
               -> held-out eval (base vs current vs candidate) -> promotion gate
 
 Everything goes through the queues (author, gate, rollout, pairs on CPU workers; train and
@@ -24,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.ids import derived_id
 from common.store import Store
-from common.task_messages import EvalRequest, PairsRequest, TrainRequest
+from common.task_messages import EvalRequest, PairsRequest, RolloutRequest, TrainRequest
 from producer.errors import ProducerError
 from producer.farm_client import FarmClient
 
@@ -52,6 +57,10 @@ class LoopConfig(BaseModel):
     sft: dict[str, Any] = Field(default_factory=dict, description="SFTConfig overrides for round 1.")
     dpo: dict[str, Any] = Field(default_factory=dict, description="DPOConfig overrides for later rounds.")
     timeout_s: float = Field(3600.0, description="Longest wait for any one stage.")
+    continuations: int = Field(1, ge=0, description="Later rounds: continuations per failed student episode, each "
+                               "handing over to the oracle at a turn drawn from its sample; 0 = none.")
+    dagger_sft: bool = Field(True, description="Later rounds: SFT from the student on the kept continuations whose "
+                             "student part is harmless, before DPO (which then continues from that adapter).")
     student_from: Literal["promoted", "latest"] = Field(
         "promoted", description="Later rounds' operator: the promoted adapter (the loop), or the latest trained one "
         "even if the gate refused it (the experiment: base vs SFT vs SFT+DPO whatever the gate says).")
@@ -71,6 +80,10 @@ class RoundRecord(BaseModel):
     rollouts: int
     kept: int
     pairs: int = 0
+    continuations: int = Field(0, description="Continuations of the student's failures (the oracle on from its states).")
+    continuations_kept: int = 0
+    dagger_adapter: str | None = Field(None, description="SFT from the student on kept continuations, DPO's parent.")
+    dagger_rows: int = 0
     method: str | None = Field(None, description="sft or dpo; None when there was nothing to train on.")
     adapter: str | None = None
     parent: str | None = None
@@ -131,33 +144,75 @@ class Loop:
         bids, tids, trajs = self.round_rollouts(r, operator)
         kept = [t.id for t in trajs if t.keep]
         pair_ids: list[str] = []
+        conts, dagger = [], None
         if student == "base":
             # No student yet: every round so far was the teacher's; SFT on all of their keepers.
             earlier = [t for q in range(1, r) for t in self.round_rollouts(q, operator)[2]]
             data = sorted({t.id for t in [*earlier, *trajs] if t.keep})
             method, parent, overrides = "sft", None, cfg.sft
         else:
-            pair_ids = self.pairs_against_keepers(trajs)
-            method, data, parent, overrides = "dpo", pair_ids, student, cfg.dpo
+            conts = self.continuations(trajs)
+            pair_ids = self.pairs_against_keepers(trajs, conts)
+            dagger = self.dagger_sft(r, student, conts) if cfg.dagger_sft else None
+            method, data, parent, overrides = "dpo", pair_ids, dagger[0] if dagger else student, cfg.dpo
         record = RoundRecord(loop=self.loop_id, round=r, operator=operator, scenarios=len(bids), rollouts=len(tids),
-                             kept=len(kept), pairs=len(pair_ids), current=current)
-        if not data:
+                             kept=len(kept), pairs=len(pair_ids), current=current, continuations=len(conts),
+                             continuations_kept=sum(t.keep for t in conts))
+        if dagger:
+            record.dagger_adapter, record.dagger_rows = dagger[0], dagger[1]["rows"]
+        if data:
+            name = self.train(r, TrainRequest(method=method, trajectory_ids=data if method == "sft" else [],
+                                              pair_ids=data if method == "dpo" else [], parent=parent,
+                                              config=overrides, reason=f"{self.loop_id} round {r}"), record)
+        elif dagger:  # no pairs: the DAgger adapter is the round's candidate
+            name, record.method, record.adapter, record.parent, record.rows = dagger[0], "sft", dagger[0], student, dagger[1]["rows"]
+            record.train_s = (dagger[1].get("metrics") or {}).get("train_s")
+        else:
             record.reasons.append(f"no {'keepers' if method == 'sft' else 'pairs'}: nothing to train this round")
             self.store.append_ledger(record.model_dump(mode="json"))
             return record
-        req = TrainRequest(method=method, trajectory_ids=data if method == "sft" else [],
-                           pair_ids=data if method == "dpo" else [], parent=parent, config=overrides,
-                           reason=f"{self.loop_id} round {r}")
-        name = f"r{r}-{req.adapter_name()}"
-        req = req.model_copy(update={"name": name})
-        result = self.farm.run_task(req, what=f"round {r}: training {method} adapter {name}")
-        record.method, record.adapter, record.parent, record.rows = method, name, parent, result["rows"]
-        record.train_s = (result.get("metrics") or {}).get("train_s")
         models = list(dict.fromkeys(["base", current, student, name]))  # ordered, no repeats
         report_id = self.evaluate(models, eval_set, f"round {r}")
         self.promote(record, report_id, candidate=name, current=current)
         self.store.append_ledger(record.model_dump(mode="json"))
         return record
+
+    def train(self, r: int, req: TrainRequest, record: RoundRecord) -> str:
+        """Train the round's candidate (named by round and dataset) and note it on the record."""
+        name = f"r{r}-{req.adapter_name()}"
+        result = self.farm.run_task(req.model_copy(update={"name": name}),
+                                    what=f"round {r}: training {req.method} adapter {name}")
+        record.method, record.adapter, record.parent, record.rows = req.method, name, req.parent, result["rows"]
+        record.train_s = (result.get("metrics") or {}).get("train_s")
+        return name
+
+    def continuations(self, trajs) -> list:
+        """`continuations` episodes per failed student episode that has a state to hand over from: its first
+        replies replayed, then the oracle (workers.operators.continuation); the sample draws the hand-over."""
+        from workers.operators.continuation import continuation_spec, handover_limit
+
+        if not self.cfg.continuations:
+            return []
+        sources = [t for t in trajs if not t.keep and t.outcome not in ("operator_error", "sandbox_error")
+                   and handover_limit(t)]
+        reqs = [q for t in sorted(sources, key=lambda t: t.id)
+                for q in RolloutRequest.batch(t.scenario_id, continuation_spec(t.id), self.cfg.continuations)]
+        if not reqs:
+            return []
+        return self._trajectories(self.farm.run_rollouts(reqs, f"continuations of {len(sources)} student episode(s)"))
+
+    def dagger_sft(self, r: int, student: str, conts) -> tuple[str, dict] | None:
+        """(adapter, train manifest) of SFT from the student on the kept continuations whose student part is
+        harmless (the export drops the others); None when there are none."""
+        rows = sorted(t.id for t in conts if t.keep and t.handover and t.handover.prefix_harmless)
+        if not rows:
+            return None
+        req = TrainRequest(method="sft", trajectory_ids=rows, parent=student, config=self.cfg.sft,
+                           reason=f"{self.loop_id} round {r} (continuations)")
+        name = f"r{r}-dagger-{req.adapter_name()}"
+        result = self.farm.run_task(req.model_copy(update={"name": name}),
+                                    what=f"round {r}: training the continuations' SFT adapter {name}")
+        return name, result
 
     def round_rollouts(self, r: int, operator: str):
         """(admitted bundles, trajectory ids, trajectories) of round r's train scenarios under `operator`."""
@@ -175,15 +230,16 @@ class Loop:
 
         return [self.store.get("trajectories", t, Trajectory) for t in tids]
 
-    def pairs_against_keepers(self, trajs) -> list[str]:
+    def pairs_against_keepers(self, trajs, conts=()) -> list[str]:
         """DPO pairs: the operator's failures against keepers of the same scenario (teacher keepers count;
-        the teacher is rolled out on a failed scenario that has none)."""
+        the teacher is rolled out on a failed scenario that has none), and each kept continuation against
+        the student's own way on from its hand-over (workers.continuation_pairs)."""
         failed = sorted({t.scenario_id for t in trajs if not t.keep})
         have_keeper = {t.scenario_id for t in trajs if t.keep}
         need_teacher = [s for s in failed if s not in have_keeper]
         teacher_tids = self.farm.rollouts(need_teacher, self.cfg.teacher, self.cfg.teacher_samples) if need_teacher else []
         by_scenario: dict[str, list[str]] = {}
-        for t in [*trajs, *self._trajectories(teacher_tids)]:
+        for t in [*trajs, *self._trajectories(teacher_tids), *conts]:
             if t.scenario_id in failed:
                 by_scenario.setdefault(t.scenario_id, []).append(t.id)
         pair_ids: set[str] = set()

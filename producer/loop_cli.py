@@ -79,12 +79,16 @@ def _config_json(value: str | None) -> dict:
 @click.option("--margin", type=float, default=0.0, show_default=True, help="Promotion gate: tolerated regression.")
 @click.option("--sft", "sft_json", default=None, help='SFTConfig overrides as JSON, e.g. \'{"max_steps": 50}\'.')
 @click.option("--dpo", "dpo_json", default=None, help="DPOConfig overrides as JSON.")
+@click.option("--continuations", type=click.IntRange(0), default=1, show_default=True,
+              help="Later rounds: continuations per failed student episode (its first replies, then the oracle); 0 = none.")
+@click.option("--dagger-sft/--no-dagger-sft", default=True, show_default=True,
+              help="Later rounds: SFT from the student on kept continuations before DPO.")
 @click.option("--timeout", type=float, default=3600.0, show_default=True, help="Longest wait for one stage.")
 @click.option("--store", default=None, help="Artifact store URL or directory (default: FARM_STORE).")
 @click.option("--broker", default=None, help="A cluster's Redis; without it an embedded farm runs here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the round records as JSON.")
 def loop_command(rounds, scenarios, samples, teacher, author, eval_scenarios, eval_samples, seed, margin, sft_json,
-                 dpo_json, timeout, store, broker, as_json) -> None:
+                 dpo_json, continuations, dagger_sft, timeout, store, broker, as_json) -> None:
     """Expert iteration: teacher round + SFT, then student rounds + DPO, each judged on held-out scenarios."""
     from common.settings import get_settings
     from producer.loop import LoopConfig
@@ -96,7 +100,8 @@ def loop_command(rounds, scenarios, samples, teacher, author, eval_scenarios, ev
     check_operator(teacher, settings)
     cfg = LoopConfig(rounds=rounds, scenarios=scenarios, samples=samples, teacher=teacher, author=author,
                      eval_scenarios=eval_scenarios, eval_samples=eval_samples, seed=seed, margin=margin,
-                     sft=_config_json(sft_json), dpo=_config_json(dpo_json), timeout_s=timeout)
+                     sft=_config_json(sft_json), dpo=_config_json(dpo_json), continuations=continuations,
+                     dagger_sft=dagger_sft, timeout_s=timeout)
     records = run_loop(cfg, settings, _store_url(store), broker)
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in records]))

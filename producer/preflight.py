@@ -36,7 +36,7 @@ def check_operator(operator: str, settings: Settings) -> None:
     from workers.operators import OPERATORS
 
     name, _, arg = operator.partition(":")
-    if name not in OPERATORS or (name in ("litellm", "student") and not arg.strip()):
+    if name not in OPERATORS or (name in ("litellm", "student", "continue") and not arg.strip()):
         raise BadArgument(f"unknown operator {operator!r}: use one of oracle, scripted, litellm:MODEL, "
                           "student:ADAPTER")
     if name in ("oracle", "scripted"):

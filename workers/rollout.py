@@ -65,6 +65,7 @@ def run_episode(bundle: Bundle, operator_spec: str, sample: int, settings: Setti
     started = time.perf_counter()
     ep = _Episode()
     stats = EpisodeStats()
+    op: Operator | None = None
     try:
         op = operator or make_operator(operator_spec, settings)
         op.begin(bundle, seed)
@@ -93,6 +94,8 @@ def run_episode(bundle: Bundle, operator_spec: str, sample: int, settings: Setti
         limit=ep.limit, error=ep.error, messages=ep.recorder.recorded() if ep.recorder else [],
         first_reply_is_command=bool(first and first.command is not None),
         non_command_replies=sum(1 for t in ep.turns if t.command is None), stats=stats,
+        # A continuation (workers.operators.continuation) says where the student's part ended.
+        handover=getattr(op, "handover", None),
     )
 
 

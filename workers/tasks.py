@@ -161,6 +161,7 @@ def rollout(self, bundle_id: str, operator: str, sample: int, samples: int) -> d
 def pairs(self, scenario_id: str, trajectory_ids: list[str]) -> dict:
     from common.bundle import Bundle
     from common.trajectory import Trajectory
+    from workers.continuation_pairs import continuation_pairs, split_continuations
     from workers.pairs import build_pairs
 
     settings = get_settings()
@@ -173,7 +174,9 @@ def pairs(self, scenario_id: str, trajectory_ids: list[str]) -> dict:
         # The bundle labels the state each reject ended in (turn-level pairs, when asked for).
         bundles = ({scenario_id: store.get("bundles", scenario_id, Bundle)}
                    if settings.turn_pairs and store.exists("bundles", scenario_id) else {})
-        made = build_pairs(trajectories, settings.pairs_per_scenario, bundles)
+        # Continuations pair with their own source only (outside the cap: the loop sets how many there are).
+        ordinary, _ = split_continuations(trajectories)
+        made = build_pairs(ordinary, settings.pairs_per_scenario, bundles) + continuation_pairs(trajectories)
         for p in made:
             store.put("pairs", p.id, p)
         pair_ids = [p.id for p in made]

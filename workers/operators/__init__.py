@@ -6,6 +6,7 @@
     make_operator("litellm:openai/gpt-4o-mini")  # any litellm model (FARM_TEACHER_API_BASE/KEY)
     make_operator("student:ADAPTER")             # the student at FARM_STUDENT_API_BASE
     make_operator("trivial:exit")                # `exit` at once (also "trivial:panic"): the eval's floor
+    make_operator("continue:TRAJ_ID")            # that recorded episode's first replies, then the oracle
 """
 
 from __future__ import annotations
@@ -75,9 +76,23 @@ def _trivial(arg: str | None, settings: Settings, spec: str) -> Operator:
     return TrivialOperator(arg, spec=spec)
 
 
+def _continue(arg: str | None, settings: Settings, spec: str) -> Operator:
+    from common.farm_store import store_for
+    from common.trajectory import Trajectory
+    from workers.operators.continuation import ContinuationOperator
+
+    if not arg:
+        raise UnknownOperator("continue needs the student's trajectory id: 'continue:TRAJ_ID'")
+    store = store_for(settings)
+    if not store.exists("trajectories", arg):
+        raise UnknownOperator(f"{spec}: no trajectory {arg!r} in the store to continue from")
+    return ContinuationOperator(store.get("trajectories", arg, Trajectory), spec=spec)
+
+
 # Short name -> factory (argument after the colon or None, settings, the whole spec). Each
 # factory imports its operator's module itself, so only the operators in use are loaded.
 OPERATORS: dict[str, Callable[[str | None, Settings, str], Operator]] = {
     "oracle": _oracle, "scripted": _scripted, "litellm": _litellm, "student": _student,
     "trivial": _trivial,
+    "continue": _continue,
 }
