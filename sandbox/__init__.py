@@ -11,7 +11,7 @@ The backend is chosen by config (sandbox/config.py): one subpackage per backend
 from __future__ import annotations
 
 from sandbox.config import BackendConfig, SandboxConfig, config_from_settings
-from sandbox.contract import CheckResult, CommandResult, Sandbox, WorldSpec
+from sandbox.contract import CheckResult, CommandResult, Sandbox, SandboxInfo, WorldSpec
 from sandbox.docker.config import DockerSandboxConfig
 from sandbox.errors import (
     EngineUnavailable,
@@ -26,7 +26,7 @@ from sandbox.fake.config import FakeSandboxConfig
 __all__ = [
     "BackendConfig", "CheckResult", "CommandResult", "DockerSandboxConfig", "EngineUnavailable",
     "FakeSandboxConfig", "ImageMissing", "Sandbox", "SandboxClosed", "SandboxConfig", "SandboxDied", "SandboxError",
-    "SandboxTimeout", "WorldSpec", "config_from_settings", "open_sandbox",
+    "SandboxInfo", "SandboxTimeout", "WorldSpec", "config_from_settings", "open_sandbox",
 ]
 
 

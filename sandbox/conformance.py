@@ -186,12 +186,17 @@ def fork_bomb_contained(config: BackendConfig) -> None:
 
 
 @check
-def limits_hold(config: BackendConfig) -> None:
+def limits_shown_in_cgroup_files(config: BackendConfig) -> None:
     with config.model_copy(update={"pids_limit": 99, "memory_mb": 128}).open(SPEC) as box:
         assert box.check("cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"
                          ).output.strip() == "99"
         limit = box.check("cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max")
         assert int(limit.output) == 128 * 1024 * 1024
+
+
+@check
+def limits_hold(config: BackendConfig) -> None:
+    with config.model_copy(update={"pids_limit": 99, "memory_mb": 128}).open(SPEC) as box:
         r = box.run("head -c 400m /dev/zero | sort >/dev/null; echo status=$?", timeout=20)
         assert r.exit_code == 0 and "status=0" not in r.output  # sort was OOM-killed
         r = box.run("for i in $(seq 120); do sleep 30 >/dev/null 2>&1 & done 2>&1 | grep -ci fork")

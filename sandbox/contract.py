@@ -55,6 +55,15 @@ class CommandResult(BaseModel):
     duration_ms: float = 0.0
 
 
+class SandboxInfo(BaseModel):
+    """What a sandbox is, for logs and records."""
+
+    backend: str = Field(description="The backend that made it: docker, cells, fake...")
+    limits: Literal["cgroups", "rlimits", "none"] = Field(
+        description="What bounds its pids, memory and CPU: cgroups (a container's, or a cell's own), per-uid "
+        "rlimits (cells where cgroups are not writable: weaker, see the README), or nothing (the fake).")
+
+
 class CheckResult(BaseModel):
     """The checker's verdict on the sandbox state."""
 
@@ -87,6 +96,10 @@ class Sandbox(Protocol):
 
     def check(self, script: str, timeout: float | None = None) -> CheckResult:
         """Run a dash checker script as root against the current state (not in the operator's shell)."""
+        ...
+
+    def info(self) -> SandboxInfo:
+        """Which backend made this sandbox and what bounds it."""
         ...
 
     def close(self) -> None:

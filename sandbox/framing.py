@@ -47,7 +47,8 @@ def frame(command: str, nonce: str, runner: str = SOURCE, compact: bool = False)
         f"{command}\n"
         f"{nonce}\n"
         f"__sek_s=$?; __sek_n=0; read __sek_n </sys/fs/cgroup/pids.current || "
-        f"read __sek_n </sys/fs/cgroup/pids/pids.current; "
+        f"read __sek_n </sys/fs/cgroup/pids/pids.current || "
+        f"for __sek_p in /proc/[0-9]*; do __sek_n=$((__sek_n+1)); done; "
         f"printf '\\n{nonce} %d %d %d\\n%s\\n{nonce}\\n' \"$__sek_s\" \"$$\" \"$__sek_n\" \"$PWD\" >&9; "
         f"export -p >&9; printf '{nonce}E\\n' >&9\n"
     ).encode()
@@ -57,7 +58,7 @@ def frame(command: str, nonce: str, runner: str = SOURCE, compact: bool = False)
 class Trailer:
     status: int
     pid: int
-    npids: int  # processes in the container's pids cgroup: a fork bomb shows here
+    npids: int  # processes in the world's pids cgroup (else in its /proc): a fork bomb shows here
     cwd: str
     env_dump: str
     output: bytes

@@ -2,10 +2,10 @@
 
 The engine gives each container one cheap stream (its attached stdio, where the root
 shell lives); a second `docker exec` stream costs the engine a process spawn per episode.
-So the root shell starts the operator's shell itself (`setpriv` to uid 1000, a clean
-environment) reading from a FIFO, with its output on the same stream. A command for the
-operator is a here-document the root shell copies into the FIFO with builtins only
-(no fork); the operator's trailer comes back on the shared stream. A root-owned waiter
+So the root shell starts the operator's shell itself (`setpriv` to uid 1000 with a cleared
+environment, which the shell's first input then exports: one exec fewer than `env -i`),
+reading from a FIFO, with its output on the same stream. A command for the operator is a
+here-document the root shell copies into the FIFO with builtins only (no fork); the operator's trailer comes back on the shared stream. A root-owned waiter
 prints a death marker when the operator's shell exits, so `exit`, `exec` or `kill -9 $$`
 are noticed at once, not at the command's timeout.
 """
@@ -35,7 +35,6 @@ class OperatorShell:
     def spawn(self, timeout: float) -> RawRun:
         """(Re)start the operator's shell; the root shell must be idle. Returns the handshake."""
         token = new_nonce()
-        env = " ".join(quote(f"{k}={v}") for k, v in self.environment.items())
         # The image ships the FIFO, so a first spawn forks nothing for it. A respawn makes a fresh
         # one: a process the dead shell left behind could still hold the old one open for reading.
         fifo = (f"[ -p {FIFO} ] || {{ mkdir -p /run/sekfarm && mkfifo -m 600 {FIFO}; }}" if self._death is None
@@ -43,7 +42,7 @@ class OperatorShell:
         spawn = (
             f"exec 8>&-; {fifo} || return 1\n"
             f"( ( cd {quote(OPERATOR_HOME)} && exec setpriv --reuid={OPERATOR_UID} --regid={OPERATOR_UID} "
-            f"--init-groups env -i {env} /bin/sh ) <{FIFO} >&9 2>/dev/null; "
+            f"--init-groups --reset-env /bin/sh ) <{FIFO} >&9 2>/dev/null; "
             f"printf '\\n%s DIED %d\\n' {token} \"$?\" >&9 ) &\n"
             f"exec 8>{FIFO}"
         )
@@ -52,16 +51,20 @@ class OperatorShell:
             return raw
         self._death = f"\n{token} DIED".encode()
         self.alive = True
-        self._forward(BOOTSTRAP.decode())
+        self._forward(BOOTSTRAP.decode() + self._environment_script())
         return self.run(":", timeout)
 
+    def _environment_script(self) -> str:
+        # setpriv --reset-env leaves TERM and the passwd entry's HOME, SHELL, USER, LOGNAME, PATH
+        stray = sorted({"TERM", "HOME", "SHELL", "USER", "LOGNAME", "PATH"} - set(self.environment))
+        exports = " ".join(quote(f"{k}={v}") for k, v in self.environment.items())
+        return (f"unset {' '.join(stray)}\n" if stray else "") + (f"export {exports}\n" if exports else "")
+
     def _forward(self, text: str) -> None:
-        """Copy `text` into the operator's FIFO through the root shell, builtins only."""
-        delimiter = new_nonce()
-        self.root.send_raw(
-            (f"while IFS= read -r __sek_l; do printf '%s\\n' \"$__sek_l\"; done >&8 <<'{delimiter}'\n"
-             f"{text}{delimiter}\n").encode()
-        )
+        """Copy `text` into the operator's FIFO through the root shell, builtins only.
+
+        One quoted printf argument, written at once: `read` in a loop would cost a read(2) per byte."""
+        self.root.send_raw(f"printf '%s' {quote(text)} >&8\n".encode())
 
     def send_command(self, command: str, runner: str = SOURCE) -> str:
         nonce = new_nonce()

@@ -22,6 +22,7 @@ from sandbox.contract import (
     TRUNCATION_MARKER,
     CheckResult,
     CommandResult,
+    SandboxInfo,
     WorldSpec,
 )
 from sandbox.errors import SandboxDied, SandboxError
@@ -166,6 +167,9 @@ class ShellWorld:
 
     def cwd(self) -> str:
         return self._cwd
+
+    def info(self) -> SandboxInfo:
+        return SandboxInfo(backend=self.config.type, limits="cgroups")
 
     def execute(self, command: str, limit: float) -> CommandResult:
         return self.runtime.execute(self, command, limit)

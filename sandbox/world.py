@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from sandbox.contract import CheckResult, CommandResult
+from sandbox.contract import CheckResult, CommandResult, SandboxInfo
 from sandbox.errors import SandboxClosed, SandboxTimeout
 from sandbox.terminals import split_terminal
 
@@ -33,6 +33,8 @@ class World(Protocol):
     def login_message(self) -> str: ...
 
     def check(self, script: str, timeout: float | None = None) -> CheckResult: ...
+
+    def info(self) -> SandboxInfo: ...
 
     def close(self) -> None:
         """Destroy the world. Idempotent; never raises."""
@@ -79,6 +81,9 @@ class Episode:
     def check(self, script: str, timeout: float | None = None) -> CheckResult:
         self._ensure_open()
         return self.world.check(script, timeout)
+
+    def info(self) -> SandboxInfo:
+        return self.world.info()
 
     def close(self) -> None:
         if not self._closed:

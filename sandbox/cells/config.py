@@ -23,6 +23,11 @@ class CellsSandboxConfig(BackendConfig):
     rootfs: str | None = Field(None, description="The cells' read-only root filesystem (a directory); "
                                "default: made once from the image under /var/lib/sekfarm/rootfs.")
     disk_mb: int = Field(64, description="Size of a cell's writable layer (tmpfs; also charged to its memory).")
+    cell_limits: Literal["auto", "cgroups", "rlimits"] = Field(
+        "auto", description="What bounds a cell's pids, memory and CPU: its own cgroups, or (weaker) a uid of its "
+        "own with rlimits; auto takes cgroups where they are writable.")
+    cell_uid_base: int = Field(1_100_000, description="In rlimits mode, the operator of the cell in slot N runs as "
+                               "this uid + N outside the cell (1000 inside); keep the range free of real users.")
 
     def rootfs_path(self) -> str:
         return self.rootfs or f"{ROOTFS_DIR}/{re.sub(r'[^A-Za-z0-9_.-]+', '_', self.image)}"

@@ -1,22 +1,23 @@
 """The few Linux calls a cell needs that Python 3.11's os module lacks (libc through ctypes).
 
-Standard library only: the cell host imports this without the rest of the project.
+Standard library only: the cell host imports this without the rest of the project, and only
+small modules (no ctypes.util, socket or enum), since every page it holds costs each fork.
 """
 
 from __future__ import annotations
 
+import _socket
 import ctypes
-import ctypes.util
 import fcntl
 import os
-import socket
 import struct
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)  # glibc's name; ctypes.util would import subprocess
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
@@ -90,10 +91,13 @@ def drop_capabilities(keep: set[int]) -> None:
 def loopback_up() -> None:
     """Bring `lo` up in the current network namespace (a new one starts with it down)."""
     SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         req = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, req))[1]
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    finally:
+        s.close()
 
 
 # capability numbers the root shell keeps (the same few a docker sandbox gets)

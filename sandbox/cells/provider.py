@@ -8,25 +8,29 @@ with it. Live cells are bounded per config (`max_live`) like containers.
 
 from __future__ import annotations
 
+import errno
 import itertools
-import json
+import logging
+import marshal
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from common.errors import PermanentFailure
 from sandbox import labels as L
 from sandbox.cells.config import CellsSandboxConfig
-from sandbox.contract import WorldSpec
+from sandbox.contract import SandboxInfo, WorldSpec
 from sandbox.errors import SandboxBusy, SandboxDied, SandboxError
 from sandbox.persistent_session import PersistentSession
 from sandbox.providers import provider_for
 from sandbox.shell_world import ShellWorld, open_shells
 from sandbox.world import Episode
 
+log = logging.getLogger(__name__)
 HOST = Path(__file__).with_name("host.py")
 ROOTFS_SCRIPT = Path(__file__).resolve().parents[1] / "image" / "rootfs.sh"
 CGROUP_PARENTS = [f"/sys/fs/cgroup/{c}/sekfarm-cells" for c in ("memory", "pids", "cpu")] + ["/sys/fs/cgroup/sekfarm-cells"]
@@ -62,9 +66,10 @@ def check_ready(config: CellsSandboxConfig) -> None:
 class CellHost:
     """A running host.py and the socket to it."""
 
-    def __init__(self, rootfs: str, lifetime_s: float):
+    def __init__(self, config: CellsSandboxConfig, rootfs: str):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        args = json.dumps({"rootfs": rootfs, "lifetime_s": lifetime_s})
+        args = marshal.dumps({"rootfs": rootfs, "lifetime_s": config.episode_timeout_s * 2 + 120,
+                              "limits": config.cell_limits, "uid_base": config.cell_uid_base}).hex()
         self.proc = subprocess.Popen([sys.executable, "-E", "-s", "-S", str(HOST), args], stdin=theirs,
                                      close_fds=True)
         theirs.close()
@@ -73,17 +78,23 @@ class CellHost:
         self._ids = itertools.count()
         hello = self._receive()
         if not hello.get("ok"):
-            raise CellsUnavailable(f"the cell host could not start: {hello.get('error')} (cells need root, a "
-                                   "writable /sys/fs/cgroup and the right to mount; see the README's cells section)")
+            raise CellsUnavailable(f"the cell host could not start: {hello.get('error')} (cells need root and the "
+                                   "right to mount; see the README's cells section)")
+        self.limits: str = hello["limits"]  # "cgroups" or "rlimits"
+        if self.limits == "cgroups":
+            log.info("cells: each cell's pids, memory and CPU are bounded by cgroups of its own")
+        else:
+            log.warning("cells: each cell's pids, memory and CPU are bounded by rlimits and a uid of its own, "
+                        "weaker than cgroups (%s)", hello.get("why"))
 
     def _receive(self) -> dict:
         data = self.sock.recv(65536)
         if not data:
             raise SandboxDied("the cell host is gone")
-        return json.loads(data)
+        return marshal.loads(data)
 
     def request(self, op: str, cell: str, stdio: socket.socket | None = None, **extra) -> dict:
-        message = json.dumps({"op": op, "cell": cell, **extra}).encode()
+        message = marshal.dumps({"op": op, "cell": cell, **extra})
         with self._lock:
             try:
                 socket.send_fds(self.sock, [message], [stdio.fileno()] if stdio else [])
@@ -113,6 +124,9 @@ class CellWorld(ShellWorld):
         super().__init__(name, self, provider.config, spec)
         self.provider = provider
 
+    def info(self) -> SandboxInfo:
+        return SandboxInfo(backend="cells", limits=self.provider.host.limits)
+
     def restart_world(self) -> None:
         self.root.close()
         self.user.close()
@@ -134,7 +148,7 @@ class CellsProvider:
     def __init__(self, config: CellsSandboxConfig):
         check_ready(config)
         self.config = config
-        self.host = CellHost(ensure_rootfs(config), lifetime_s=config.episode_timeout_s * 2 + 120)
+        self.host = CellHost(config, ensure_rootfs(config))
         self._slots = threading.BoundedSemaphore(config.max_live)
         self._live: set[str] = set()
         self._lock = threading.Lock()
@@ -142,7 +156,8 @@ class CellsProvider:
     @property
     def limits(self) -> dict:
         c = self.config
-        return {"memory_bytes": c.memory_mb << 20, "pids": c.pids_limit, "cpus": c.cpus, "disk_mb": c.disk_mb}
+        return {"memory_bytes": c.memory_mb << 20, "pids": c.pids_limit, "cpus": c.cpus, "disk_mb": c.disk_mb,
+                "episode_s": c.episode_timeout_s}
 
     def start_shells(self, name: str, op: str):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -217,17 +232,19 @@ def sweep_orphan_cgroups() -> int:
                 continue
             for cell in os.listdir(owner_dir):
                 if os.path.isdir(f"{owner_dir}/{cell}"):
-                    try:
-                        os.rmdir(f"{owner_dir}/{cell}")
-                        removed += 1
-                    except OSError:
-                        pass
+                    removed += _rmdir_quiet(f"{owner_dir}/{cell}")
             _rmdir_quiet(owner_dir)
     return removed
 
 
-def _rmdir_quiet(path: str) -> None:
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
+def _rmdir_quiet(path: str) -> bool:
+    """Remove an empty cgroup; a dead cell's last processes may take a moment to be released."""
+    for _ in range(100):
+        try:
+            os.rmdir(path)
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                return False
+            time.sleep(0.01)
+    return False

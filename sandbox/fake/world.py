@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import posixpath
 
-from sandbox.contract import OPERATOR_HOME, CheckResult, CommandResult, WorldSpec
+from sandbox.contract import OPERATOR_HOME, CheckResult, CommandResult, SandboxInfo, WorldSpec
 from sandbox.fake.config import FakeSandboxConfig
 
 
@@ -45,6 +45,9 @@ class FakeWorld:
     def check(self, script: str, timeout: float | None = None) -> CheckResult:
         ok = self.config.check_passes
         return CheckResult(passed=ok, exit_code=0 if ok else 1)
+
+    def info(self) -> SandboxInfo:
+        return SandboxInfo(backend="fake", limits="none")
 
     def close(self) -> None:
         self.closed = True

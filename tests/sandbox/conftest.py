@@ -32,6 +32,11 @@ LIMITS = {"command_timeout_s": 1.5, "output_cap_bytes": 4096}
 BACKENDS = {
     "docker": (DockerSandboxConfig(**LIMITS), set()),
     "cells": (CellsSandboxConfig(**LIMITS), set()),
+    # where cgroups are not writable: a uid per slot with rlimits (the README says what is weaker)
+    "cells-rlimits": (
+        CellsSandboxConfig(cell_limits="rlimits", **LIMITS),
+        {"limits_shown_in_cgroup_files"},  # no cgroup: the bounds are rlimits (see /proc/self/limits)
+    ),
     "docker-exec": (
         DockerSandboxConfig(exec_replay=True, **LIMITS),
         {"shell_state_persists"},  # exec replay carries cwd and exported env only, by design

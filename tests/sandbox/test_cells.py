@@ -21,7 +21,7 @@ CONFIG = CellsSandboxConfig(command_timeout_s=3, max_live=3)
 def test_rollouts_on_cells_succeed_with_both_terminals():
     from common.settings import Settings
     from tests.bundles_fixture import all_bundles
-    from workers.record import deploy_problems
+    from common.trajectory import deploy_problems
     from workers.rollout import run_episode
 
     config, terminals = CellsSandboxConfig(command_timeout_s=5.0, output_cap_bytes=4096), set()
