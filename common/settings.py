@@ -106,7 +106,8 @@ class Settings(BaseSettings):
         "server on its resident model (transformers generate: the reference); 'llamacpp' = the same server in front of "
         "llama.cpp on the CPU, the base and each published adapter merged into its own GGUF (gpu/engines); 'vllm' = a "
         "vLLM server (started by the node, or joined at FARM_GPU_VLLM_URL) with each published adapter loaded at "
-        "runtime; 'off' = none here (another node serves).")
+        "runtime; 'off' = none here (another node serves). 'builtin' stays the CPU default: benchmarks/serve.py measured "
+        "llama.cpp no faster than the bf16 HF path on a loaded 2-core CPU (README).")
     gpu_llamacpp_weights: Literal["f32", "f16", "q8_0"] = Field(
         "f32", description="Precision of the weights llama.cpp serves (FARM_GPU_SERVE=llamacpp): f32 = the resident "
         "model's weights, greedy answers equal up to floating-point ties; f16 and q8_0 are faster and part more often.")
