@@ -1,21 +1,26 @@
 """Serving engines side by side: episodes per minute at the eval's concurrency, and greedy parity.
 
     python benchmarks/serve.py [--rounds 2] [--episodes 32] [--concurrency 16] [--max-tokens 48]
-                               [--engine llamacpp] [--weights f32] [--adapter DIR]
+                               [--engine llamacpp] [--weights f32] [--hf-dtype auto] [--adapter DIR]
     python benchmarks/serve.py --record benchmarks/data/serve_episodes.jsonl [--count 40]   # Docker
 
 Each engine serves through gpu.server's OpenAI endpoint (real uvicorn, real HTTP), the base and
 one merged adapter (a tiny SFT adapter trained here in a few steps unless --adapter is given).
 Episodes replay recorded oracle episodes (benchmarks/data/serve_episodes.jsonl: procedural
 worlds, real dash outputs): every turn asks the served model for a reply of at most
-`--max-tokens` tokens, records the command it holds as the assistant turn (the reply itself when
+`--max-tokens` tokens (48: the documented experiment's FARM_MAX_TOKENS), records the command it holds as the assistant turn (the reply itself when
 it holds none), and answers with the recorded world's next output, so prompts grow as a real
 episode's do and each conversation's next turn extends its last. `--concurrency` episodes are in
-flight at once, as in the eval.
+flight at once, as in the eval (16: the documented experiment's FARM_ROLLOUT_CONCURRENCY).
+
+The reference is the HF path as the experiment runs it (`--hf-dtype auto`: bf16 where the CPU
+multiplies it natively, as benchmarks/experiment.py sets FARM_GPU_SERVE_DTYPE, else fp32).
 
 Every (engine, model) phase runs in its own process, and rounds alternate the engines' order, so
-that load from anything else on the machine falls on both alike. Greedy parity: the answers of
-both engines to a fixed set of mid-episode prompts (the recorded prefixes), compared as text.
+that load from anything else on the machine falls on both alike. Greedy parity: the answers to a
+fixed set of mid-episode prompts (the recorded prefixes), compared as text, against the HF path in
+fp32 (the weights llama.cpp serves in f32: identical but for floating-point ties) and against the
+timed reference (in bf16 it parts from fp32 itself at near-ties): the agreement rate of each.
 The last line is one JSON object: per model the reference's and the engine's episodes per minute
 (median over rounds, and every round), their ratio, and the parity counts.
 """
@@ -56,7 +61,7 @@ def parity_prompts(episodes: list[list[dict]], count: int) -> list[list[dict]]:
 # ---------------------------------------------------------------- one phase (a child process)
 
 
-def _serve(engine: str, args) -> tuple[str, object]:
+def _serve(engine: str, args, dtype: str | None) -> tuple[str, object]:
     """Start `engine` behind gpu.server's app on a free port: (base URL, uvicorn server)."""
     import uvicorn
 
@@ -66,7 +71,7 @@ def _serve(engine: str, args) -> tuple[str, object]:
     from producer.redis_local import free_port
 
     options = LlamaCppOptions(weights=args.weights, threads=args.threads, slots=args.concurrency)
-    resident, batcher = load_engine(engine, "smollm2", cache_dir=args.cache_dir, llamacpp=options)
+    resident, batcher = load_engine(engine, "smollm2", cache_dir=args.cache_dir, llamacpp=options, dtype=dtype)
     resident.load_adapter(ADAPTER, args.adapter)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(resident, max_batch=args.concurrency, batcher=batcher),
@@ -98,7 +103,7 @@ def _episode(client, url: str, model: str, recorded: list[dict], max_tokens: int
 def run_phase(engine: str, args) -> dict:
     import httpx
 
-    url, server = _serve(engine, args)
+    url, server = _serve(engine, args, hf_dtype(args.hf_dtype) if engine == "hf" else None)
     episodes = (load_episodes(EPISODES) * args.episodes)[: args.episodes]
     prompts = parity_prompts(load_episodes(EPISODES), args.parity)
     result = {}
@@ -113,7 +118,7 @@ def run_phase(engine: str, args) -> dict:
         start = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
             done = list(pool.map(lambda e: _episode(client(), url, model, e, args.max_tokens, args.temperature), episodes))
-        seconds = time.perf_counter() - start
+        seconds = max(time.perf_counter() - start, 1e-9)
         with ThreadPoolExecutor(args.concurrency) as pool:
             answers = list(pool.map(lambda m: client().post(f"{url}/chat/completions", json={
                 "model": model, "messages": m, "max_tokens": args.max_tokens, "temperature": 0}).json()
@@ -131,6 +136,13 @@ def run_phase(engine: str, args) -> dict:
 # ---------------------------------------------------------------- the comparison (the parent)
 
 
+def hf_dtype(choice: str) -> str:
+    """'auto': what benchmarks/experiment.py serves in (bf16 on a CPU with native bf16, else fp32)."""
+    from gpu.model import cpu_has_bf16
+
+    return ("bfloat16" if cpu_has_bf16() else "float32") if choice == "auto" else choice
+
+
 def tiny_adapter(out: Path) -> Path:
     """A LoRA trained for a few SFT steps on the recorded episodes: it answers unlike the base."""
     from gpu.sft import train_sft
@@ -143,10 +155,12 @@ def tiny_adapter(out: Path) -> Path:
     return out
 
 
-def _phase(engine: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--phase", engine, "--adapter", str(args.adapter), "--episodes", str(args.episodes),
+def _phase(engine: str, args, dtype: str | None = None, episodes: int | None = None) -> dict:
+    cmd = [sys.executable, __file__, "--phase", engine, "--adapter", str(args.adapter),
+           "--episodes", str(args.episodes if episodes is None else episodes),
            "--concurrency", str(args.concurrency), "--max-tokens", str(args.max_tokens), "--parity", str(args.parity),
-           "--temperature", str(args.temperature), "--weights", args.weights, "--cache-dir", str(args.cache_dir)]
+           "--temperature", str(args.temperature), "--weights", args.weights, "--cache-dir", str(args.cache_dir),
+           "--hf-dtype", dtype or args.hf_dtype]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True).stdout
@@ -159,22 +173,31 @@ def compare(args) -> dict:
     for r in range(args.rounds):
         for engine in ("hf", args.engine) if r % 2 == 0 else (args.engine, "hf"):
             rounds[engine].append(_phase(engine, args))
-    result: dict = {"engine": args.engine, "weights": args.weights, "episodes": args.episodes,
+    dtype = hf_dtype(args.hf_dtype)
+    # The numeric reference: HF in fp32, the precision of the weights llama.cpp serves in f32.
+    fp32 = rounds["hf"][0] if dtype == "float32" else _phase("hf", args, dtype="float32", episodes=0)
+    result: dict = {"engine": args.engine, "weights": args.weights, "hf_dtype": dtype, "episodes": args.episodes,
                     "concurrency": args.concurrency, "max_tokens": args.max_tokens, "temperature": args.temperature,
                     "rounds": args.rounds}
     for model in ("base", ADAPTER):
         per_round = {e: [p[model]["episodes_per_min"] for p in phases] for e, phases in rounds.items()}
         ref, eng = statistics.median(per_round["hf"]), statistics.median(per_round[args.engine])
-        ref_answers, eng_answers = rounds["hf"][0][model]["answers"], rounds[args.engine][0][model]["answers"]
-        same = sum(a == b for a, b in zip(ref_answers, eng_answers))
+        eng_answers = rounds[args.engine][0][model]["answers"]
         result[model] = {
             "hf_episodes_per_min": ref, f"{args.engine}_episodes_per_min": eng, "speedup": round(eng / ref, 2),
             "per_round": per_round,
             "tokens": {e: [p[model]["completion_tokens"] for p in phases] for e, phases in rounds.items()},
-            "greedy_identical": same, "greedy_prompts": len(ref_answers),
-            "mismatches": [{"hf": a, args.engine: b} for a, b in zip(ref_answers, eng_answers) if a != b][:3],
+            "greedy_prompts": len(eng_answers),
+            "greedy_identical_fp32": _agree(fp32[model]["answers"], eng_answers),
+            f"greedy_identical_{dtype}": _agree(rounds["hf"][0][model]["answers"], eng_answers),
+            "mismatches_fp32": [{"hf": a, args.engine: b} for a, b in zip(fp32[model]["answers"], eng_answers)
+                                if a != b][:3],
         }
     return result
+
+
+def _agree(reference: list[str], answers: list[str]) -> int:
+    return sum(a == b for a, b in zip(reference, answers))
 
 
 def record(out: Path, count: int) -> None:
@@ -203,6 +226,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     ap.add_argument("--temperature", type=float, default=0.0, help="sampling of the episodes (parity is always greedy)")
     ap.add_argument("--parity", type=int, default=24, help="prompts in the greedy parity set")
     ap.add_argument("--weights", default="f32", choices=["f32", "f16", "q8_0"], help="llama.cpp weight precision")
+    ap.add_argument("--hf-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="the timed HF reference's precision (auto: as the documented experiment serves)")
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the CPUs available)")
     ap.add_argument("--adapter", default=None, help="a peft adapter dir (default: train a tiny one)")
     ap.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "sekfarm-serve-bench"))

@@ -105,10 +105,18 @@ class Settings(BaseSettings):
         "auto", description="How the node loads the base on CUDA: 'auto' and '4bit' load it once in 4-bit NF4 "
         "(bitsandbytes) and train QLoRA adapters on it; 'none' loads it in bf16 (fp16 on GPUs without bf16). A CPU "
         "always loads it unquantized.")
-    gpu_serve: Literal["builtin", "vllm", "off"] = Field(
+    gpu_serve: Literal["builtin", "llamacpp", "vllm", "off"] = Field(
         "builtin", description="Which server answers the student's turns: 'builtin' = the node's own OpenAI-compatible "
-        "server on its resident model (the CPU path); 'vllm' = a vLLM server (started by the node, or joined at "
-        "FARM_GPU_VLLM_URL) with each published adapter loaded at runtime; 'off' = none here (another node serves).")
+        "server on its resident model (transformers generate: the reference); 'llamacpp' = the same server in front of "
+        "llama.cpp on the CPU, the base and each published adapter merged into its own GGUF (gpu/engines); 'vllm' = a "
+        "vLLM server (started by the node, or joined at FARM_GPU_VLLM_URL) with each published adapter loaded at "
+        "runtime; 'off' = none here (another node serves). 'builtin' stays the CPU default: benchmarks/serve.py measured "
+        "llama.cpp no faster than the bf16 HF path on a loaded 2-core CPU (README).")
+    gpu_llamacpp_weights: Literal["f32", "f16", "q8_0"] = Field(
+        "f32", description="Precision of the weights llama.cpp serves (FARM_GPU_SERVE=llamacpp): f32 = the resident "
+        "model's weights, greedy answers equal up to floating-point ties; f16 and q8_0 are faster and part more often.")
+    gpu_llamacpp_slots: int = Field(16, ge=1, description="Conversations llama.cpp decodes together per served model "
+                                    "(FARM_GPU_SERVE=llamacpp); at least the episodes an eval has in flight.")
     gpu_host: str = Field("127.0.0.1", description="Bind address of the node's server (0.0.0.0 to serve other hosts).")
     gpu_port: int = Field(8000, description="Port of the node's server (the built-in one, or the vLLM it starts).")
     gpu_ready_timeout_s: float = Field(900.0, description="How long tasks wait for the base model (and a started vLLM) to load.")

@@ -78,6 +78,15 @@ class Completion(BaseModel):
     completion_tokens: int
 
 
+def published_adapter(source: Callable[[str], Path], name: str, served: list[str]) -> Path:
+    """The local directory of published adapter `name` (store I/O); UnknownModel when it is not published."""
+    try:
+        return source(name)
+    except (GpuError, OSError) as exc:
+        raise UnknownModel(f"model {name!r} is neither served here nor published: {exc}; "
+                           f"available: {', '.join(served)}") from None
+
+
 def end_of_turn_ids(tokenizer: Any) -> list[int]:
     """Token ids that end an assistant turn: eos plus the special token the template closes a turn with."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
@@ -151,11 +160,7 @@ class ResidentModel:
                 return
         if self.adapter_source is None:
             self.check_model(name)
-        try:
-            path = self.adapter_source(name)
-        except (GpuError, OSError) as exc:
-            raise UnknownModel(f"model {name!r} is neither served here nor published: {exc}; "
-                               f"available: {', '.join(self.model_names())}") from None
+        path = published_adapter(self.adapter_source, name, self.model_names())
         with self.lock:
             if name not in self.adapters:
                 self.load_adapter(name, path)

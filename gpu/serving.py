@@ -2,6 +2,11 @@
 
 - `builtin`: the node's own OpenAI-compatible server (gpu.server) on its resident model, in a thread
   of the worker process: the CPU path, and any node without vLLM.
+- `llamacpp`: the same server (gpu.server) in front of llama.cpp (gpu.engines.llamacpp) instead of
+  transformers `generate`: the base and each published adapter merged into its own GGUF, merged
+  on an adapter's first request (off the event loop) and unloaded least recently used past
+  FARM_GPU_MAX_ADAPTERS. The resident model stays the HF one the node trains on; it serves nothing,
+  so training and serving no longer take turns on one lock. CPU only (xllamacpp's prebuilt wheel).
 - `vllm`: a vLLM server the node starts or joins (gpu.vllm_server); each published adapter is
   loaded into it at runtime before the first episode that needs it (gpu.adapter_loading). The
   node's resident model then only trains: nothing in the worker serves.
@@ -38,12 +43,13 @@ class Serving(Protocol):
 
 
 class BuiltinServing:
-    """gpu.server on the resident model, run by uvicorn in a daemon thread."""
+    """gpu.server on the resident model, run by uvicorn in a daemon thread. An engine that batches by
+    itself (gpu.engines) is both `resident` and `batcher`."""
 
-    def __init__(self, resident: ResidentModel, host: str, port: int):
+    def __init__(self, resident: Any, host: str, port: int, batcher: Any = None):
         from gpu.vllm_server import local_url
 
-        self.resident = resident
+        self.resident, self.batcher = resident, batcher
         self.host, self.port = host, port
         self.url = local_url(host, port)
         self._server: Any = None
@@ -53,7 +59,7 @@ class BuiltinServing:
 
         from gpu.server import create_app
 
-        config = uvicorn.Config(create_app(self.resident), host=self.host, port=self.port, log_level="warning")
+        config = uvicorn.Config(create_app(self.resident, batcher=self.batcher), host=self.host, port=self.port, log_level="warning")
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # the Celery worker owns the signals
         thread = threading.Thread(target=self._server.run, name="gpu-server", daemon=True)
@@ -72,6 +78,22 @@ class BuiltinServing:
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+
+
+class LlamaCppServing(BuiltinServing):
+    """gpu.server in front of llama.cpp: published adapters fetched and merged on first use."""
+
+    def __init__(self, settings: Settings, base: str, fetch: Callable[[str], Path]):
+        from gpu.engines.llamacpp import LlamaCppEngine, LlamaCppOptions
+
+        options = LlamaCppOptions(weights=settings.gpu_llamacpp_weights, slots=settings.gpu_llamacpp_slots)
+        engine = LlamaCppEngine.load(base, options, Path(settings.gpu_workdir) / "llamacpp", resolve=fetch,
+                                     max_adapters=settings.gpu_max_adapters)
+        super().__init__(engine, settings.gpu_host, settings.gpu_port, batcher=engine)
+
+    def stop(self) -> None:
+        super().stop()
+        self.resident.close()
 
 
 class VllmServing:
@@ -125,6 +147,14 @@ def start_serving(settings: Settings, base: str, load_resident: Callable[[], Res
             engine.stop()
             raise
     resident = load_resident()
+    if settings.gpu_serve == "llamacpp":
+        engine = LlamaCppServing(settings, base, fetch)
+        try:
+            engine.start()
+        except BaseException:
+            engine.stop()
+            raise
+        return engine, resident
     if settings.gpu_serve == "builtin":
         builtin = BuiltinServing(resident, settings.gpu_host, settings.gpu_port)
         builtin.start()

@@ -9,8 +9,9 @@ The node needs only FARM_BROKER_URL and FARM_STORE; everything else is a FARM_GP
 1. the device: CUDA, or the CPU only for a small base unless FARM_GPU_DEVICE=cpu (gpu.memory_plan);
 2. on CUDA, the memory plan from the base's config alone, checked against the GPU's free memory
    before a weight is loaded;
-3. the server (gpu.serving): the built-in one on the resident model, or a vLLM server it starts or
-   joins (started first, so it claims its share of the GPU before the base loads);
+3. the server (gpu.serving): the built-in one on the resident model, the same one in front of
+   llama.cpp (FARM_GPU_SERVE=llamacpp: CPU serving from merged GGUFs), or a vLLM server it starts
+   or joins (started first, so it claims its share of the GPU before the base loads);
 4. the resident model: the base loaded once (4-bit NF4 on CUDA by default). It is the only copy:
    serving uses it (built-in server), and every training run adds its adapter to it and removes it
    after (gpu.resident_training), sharing its lock with serving step by step.

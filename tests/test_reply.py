@@ -25,6 +25,17 @@ CASES = [
     ("FOO=1 env", "FOO=1 env"),
     ("```python\nprint(1)\n```\nls", "ls"),
     ("(cd /home/user/work && sha256sum *) > /home/user/work.sha256", "(cd /home/user/work && sha256sum *) > /home/user/work.sha256"),
+    # shell-only lines: a no-op or a bare redirection is a command in dash (`: > f` and `> f` truncate f)
+    (": > /home/user/out.log", ": > /home/user/out.log"),
+    (":>f", ":>f"),
+    ("> f", "> f"),
+    (">> /tmp/seen", ">> /tmp/seen"),
+    (": > f && echo x", ": > f && echo x"),
+    ("2>/dev/null ls /srv", "2>/dev/null ls /srv"),
+    ("< input.txt sort", "< input.txt sort"),
+    ("$ : > report.txt", ": > report.txt"),
+    ("First empty the file:\n\n: > report.txt", ": > report.txt"),
+    ("Empty it with `: > report.txt` first.", ": > report.txt"),
 ]
 
 NONE_CASES = [
@@ -35,6 +46,8 @@ NONE_CASES = [
     "Hello, how can I assist you today?",
     "The message says there are pending tasks.",
     "(The command is ls.)",
+    "> The file is empty.",  # a markdown quote, not a redirection
+    "> the notice says to stop.",
 ]
 
 

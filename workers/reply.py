@@ -21,7 +21,10 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)(?:```|\Z)", re.S)
 _INLINE = re.compile(r"`([^`\n]+)`")
 # An echoed prompt: "$ ", "user@sandbox:~$ ", "sandbox$ ".
 _PROMPT = re.compile(r"^\s*(?:[\w.-]+@[\w.-]+:[^\s$]*\s*)?\$\s?")
-_COMMAND_WORD = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*=\S*|[a-z0-9_./\[-][A-Za-z0-9_.+/\[\]-]*|[.]|[({!])$")
+_COMMAND_WORD = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*=\S*|[a-z0-9_./\[-][A-Za-z0-9_.+/\[\]-]*|[.:]|[({!])$")
+# A line that opens with a redirection (`> f`, `:>f`, `>> log`, `2>/dev/null cmd`, `< in sort`): dash runs it
+# (`> f` truncates f). The target must read as a path, so a markdown quote ("> The file ...") stays prose.
+_REDIRECT_OPEN = re.compile(r"^(?::\s*)?\d?(?:>>?|<)\s*([a-z0-9_./~$\"'-]\S*)(?:\s|$)")
 _PROSE_END = (".", ":", "?", "!", ",")
 _FENCE_LANGS = {"", "sh", "bash", "shell", "console", "dash", "zsh", "terminal", "text", "plaintext", "shell-session"}
 _PROSE_STARTS = {"let", "i", "first", "now", "next", "then", "the", "this", "to", "we", "okay", "ok", "sure",
@@ -40,8 +43,9 @@ def _looks_like_command(line: str) -> bool:
     if not line or line.startswith("#"):
         return False
     words = line.split()
-    first = words[0].lstrip("(") or words[0]  # a subshell: `(cd DIR && ...) > OUT`
-    if not _COMMAND_WORD.match(first) or first in _PROSE_STARTS:
+    redirect = _REDIRECT_OPEN.match(line)
+    first = redirect.group(1) if redirect else words[0].lstrip("(") or words[0]  # a subshell: `(cd DIR && ...) > OUT`
+    if not (redirect or _COMMAND_WORD.match(first)) or first in _PROSE_STARTS:
         return False  # capitalised words, punctuation, sentence openers: prose
     if len(words) >= 3 and line.endswith(_PROSE_END) and not line.endswith(("\\", "./", "..")):
         return False  # "check the file first." reads as a sentence

@@ -1,4 +1,4 @@
-"""Serving engines behind gpu.server's OpenAI endpoint, selected by name (FARM_GPU_ENGINE).
+"""Serving engines behind gpu.server's OpenAI endpoint, selected by name (the node: FARM_GPU_SERVE).
 
     resident, batcher = load_engine("llamacpp", "smollm2", cache_dir=workdir / "llamacpp")
     app = create_app(resident, batcher=batcher)     # batcher None: gpu.server's RequestBatcher
@@ -22,16 +22,17 @@ ENGINES: tuple[EngineName, ...] = ("hf", "llamacpp")
 
 
 def load_engine(engine: EngineName, base: str, *, cache_dir: str | Path | None = None, resolve: Any = None,
-                llamacpp: Any = None, device: str | None = None) -> tuple[Any, Any]:
+                llamacpp: Any = None, device: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
     """(resident, batcher) for `create_app`; batcher is None where gpu.server's RequestBatcher drives it.
 
     `llamacpp`: gpu.engines.llamacpp.LlamaCppOptions; `resolve`: name -> adapter dir for names not yet
-    loaded (llamacpp; the HF node wraps its resident for that)."""
+    loaded (llamacpp; the HF node wraps its resident for that); `dtype`: the HF model's precision (fp32 on a CPU
+    by default)."""
     if engine == "hf":
         from gpu.model import load_model, load_tokenizer
         from gpu.resident_model import ResidentModel
 
-        model = load_model(base, device=device)
+        model = load_model(base, device=device, dtype=dtype)
         on_cpu = not str(model.device).startswith("cuda")
         # The node's CPU defaults: reuse each conversation's KV cache, serve adapters merged.
         return ResidentModel(model, load_tokenizer(base), base, prefix_cache_entries=32 if on_cpu else 0,

@@ -28,6 +28,7 @@ import logging
 import os
 import secrets
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
@@ -39,7 +40,7 @@ from gpu.errors import GpuError
 from gpu.model import load_tokenizer, resolve_base
 from gpu.render import render_serving_prompt
 from gpu.resident_model import (BASE_ALIAS, AdapterLoadError, Completion, SamplingParams, UnknownModel,
-                                end_of_turn_ids)
+                                end_of_turn_ids, published_adapter)
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +73,17 @@ class _Served:
 class LlamaCppEngine:
     """A resident model (gpu.server's `resident`) and its own continuous batcher (`batcher`)."""
 
-    def __init__(self, base_name: str, options: LlamaCppOptions, cache_dir: str | Path, resolve: Resolver | None = None):
+    def __init__(self, base_name: str, options: LlamaCppOptions, cache_dir: str | Path, resolve: Resolver | None = None,
+                 max_adapters: int | None = None):
         self.base_name = base_name
         self.options = options
         self.cache_dir = Path(cache_dir)
         self.resolve = resolve
+        self.max_adapters = max_adapters
         self.ref = resolve_base(base_name)
         self.tokenizer = load_tokenizer(base_name)
         self.eot_ids = end_of_turn_ids(self.tokenizer)
-        self.adapters: dict[str, str] = {}
+        self.adapters: OrderedDict[str, str] = OrderedDict()  # name -> peft dir, least recently used first
         self.generate_calls = self.batches = self.requests = 0
         self._served: dict[str, _Served] = {}
         self._lock = threading.RLock()
@@ -92,10 +95,11 @@ class LlamaCppEngine:
 
     @classmethod
     def load(cls, base: str, options: LlamaCppOptions | None = None, cache_dir: str | Path | None = None,
-             resolve: Resolver | None = None) -> LlamaCppEngine:
+             resolve: Resolver | None = None, max_adapters: int | None = None) -> LlamaCppEngine:
         import tempfile
 
-        return cls(base, options or LlamaCppOptions(), cache_dir or Path(tempfile.gettempdir()) / "sekfarm-llamacpp", resolve)
+        return cls(base, options or LlamaCppOptions(), cache_dir or Path(tempfile.gettempdir()) / "sekfarm-llamacpp",
+                   resolve, max_adapters)
 
     # --- names (as gpu.resident_model.ResidentModel)
     @property
@@ -111,7 +115,24 @@ class LlamaCppEngine:
             return
         if self.resolve is None or not name or "/" in name:
             raise UnknownModel(f"model {name!r} is not served here; available: {', '.join(self.model_names())} "
-                               "(load an adapter with POST /v1/adapters)")
+                               "(load an adapter with POST /v1/load_lora_adapter)")
+
+    def ensure_model(self, name: str) -> None:
+        """Serve `name`: the base, a loaded adapter, or one `resolve` finds (merged and started now, and
+        the least recently used adapter unloaded past `max_adapters`). Slow on a first use (a GGUF
+        merge): call it off any event loop."""
+        if name in self.base_names:
+            return
+        with self._lock:
+            if name in self.adapters:
+                self.adapters.move_to_end(name)
+                return
+        if self.resolve is None:
+            self.check_model(name)
+        path = published_adapter(self.resolve, name, self.model_names())
+        with self._name_lock(name):
+            if name not in self.adapters:
+                self.load_adapter(name, path)
 
     def prompt_ids(self, messages: Sequence[Any]) -> list[int]:
         """The same canonicalisation and serving render that training's prefixes equal."""
@@ -126,7 +147,7 @@ class LlamaCppEngine:
             raise AdapterLoadError(f"{path} is not a peft adapter directory (no adapter_config.json)")
         with self._name_lock(name):
             if name in self.adapters:
-                raise AdapterLoadError(f"adapter {name!r} is already loaded from {self.adapters[name]}; DELETE it first")
+                raise AdapterLoadError(f"adapter {name!r} has already been loaded (from {self.adapters[name]}); unload it first")
             try:
                 gguf = served_gguf(self.ref, self.options.weights, self.cache_dir / "gguf", adapter_dir=path)
                 served = self._start(gguf)
@@ -135,7 +156,14 @@ class LlamaCppEngine:
             with self._lock:
                 self._served[name] = served
                 self.adapters[name] = str(path)
+                evict = list(self.adapters)[: max(0, len(self.adapters) - (self.max_adapters or len(self.adapters)))]
         log.info("llama.cpp serves adapter %s merged (%s)", name, gguf.name)
+        for old in evict:  # each frees a base-sized copy once its requests in flight finish
+            try:
+                self.unload_adapter(old)
+                log.info("adapter %s unloaded from llama.cpp (least recently used)", old)
+            except UnknownModel:
+                pass  # unloaded meanwhile
 
     def unload_adapter(self, name: str) -> None:
         with self._lock:
@@ -196,20 +224,15 @@ class LlamaCppEngine:
     def _acquire(self, model: str) -> _Served:
         """The server for `model` with one more request counted on it; loads a resolvable adapter first."""
         name = BASE_ALIAS if model in self.base_names else model
-        if name not in self._served:
-            if self.resolve is None:
-                self.check_model(model)
-            path = self.resolve(model)  # UnknownModel when it is not published
-            with self._name_lock(name):
-                if name not in self._served:
-                    self.load_adapter(name, path)
-        with self._lock:
-            served = self._served.get(name)
-            if served is None:
-                raise UnknownModel(f"model {model!r} was unloaded while the request waited")
-            with served.idle:
-                served.active += 1
-        return served
+        for _ in range(2):  # again once: it may have been unloaded (least recently used) between the two
+            self.ensure_model(model)
+            with self._lock:
+                served = self._served.get(name)
+                if served is not None:
+                    with served.idle:
+                        served.active += 1
+                    return served
+        raise UnknownModel(f"model {model!r} was unloaded while the request waited")
 
     def _name_lock(self, name: str) -> threading.RLock:
         """Serialises loading one name (a first request may load it inside another's load)."""

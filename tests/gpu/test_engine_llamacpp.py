@@ -125,15 +125,17 @@ def test_merged_adapter_answers_as_peft_and_unloads(engine_served, lora):
     path, peft_model = lora
     prompts = [[{"role": "user", "content": p}] for p in PROMPTS[:4]]
     base = [served.ask("base", p).choices[0].message.content for p in prompts]
-    r = httpx.post(f"{served.url}/v1/adapters", json={"name": "rand-lora", "path": str(path)}, timeout=300)
-    assert r.status_code == 201, r.text
-    assert httpx.post(f"{served.url}/v1/adapters", json={"name": "rand-lora", "path": str(path)}).status_code == 409
+    load = {"lora_name": "rand-lora", "lora_path": str(path)}  # vLLM's runtime LoRA calls, as the node makes them
+    r = httpx.post(f"{served.url}/v1/load_lora_adapter", json=load, timeout=300)
+    assert r.status_code == 200, r.text
+    again = httpx.post(f"{served.url}/v1/load_lora_adapter", json=load, timeout=60)
+    assert again.status_code == 400 and "already been loaded" in again.text
     adapted = [served.ask("rand-lora", p).choices[0].message.content for p in prompts]
     assert all(served.is_greedy(p, a, model=peft_model) for p, a in zip(prompts, adapted)), adapted
     assert adapted != base and not served.is_greedy(prompts[0], base[0], model=peft_model)
     assert [served.ask("base", p).choices[0].message.content for p in prompts] == base
 
-    assert httpx.delete(f"{served.url}/v1/adapters/rand-lora").status_code == 200
+    assert httpx.post(f"{served.url}/v1/unload_lora_adapter", json={"lora_name": "rand-lora"}).status_code == 200
     with pytest.raises(openai.NotFoundError):
         served.ask("rand-lora", prompts[0])
     assert served.ask("base", prompts[0]).choices[0].message.content == base[0]
@@ -183,3 +185,47 @@ def test_adapters_the_merge_cannot_represent_are_refused(tmp_path, gguf_cache):
     (tmp_path / "adapter_model.safetensors").write_bytes(b"")
     with pytest.raises(GgufExportError, match="use_dora"):
         served_gguf(resolve_base("smollm2"), "f32", gguf_cache, adapter_dir=tmp_path)
+
+
+def test_the_node_serves_base_and_a_published_adapter_through_llama_cpp(tmp_path, lora):
+    """FARM_GPU_SERVE=llamacpp: the GPU node's endpoint answers from llama.cpp, a published adapter
+    fetched from the store and merged on its first request, the least recently used one unloaded past
+    FARM_GPU_MAX_ADAPTERS (and merged again when asked for), and an unpublished name is a 404."""
+    pytest.importorskip("xllamacpp", reason="pip install -e .[gpu] (xllamacpp: llama.cpp's prebuilt CPU wheel)")
+    import httpx
+
+    from common.store import Store
+    from gpu.adapter_store import publish_adapter
+    from gpu.adapters import fingerprint, save_adapter
+    from gpu.engines.llamacpp import LlamaCppEngine
+    from gpu.serving import LlamaCppServing
+    from gpu.worker import GpuNode
+    from tests.gpu.test_node import _settings
+
+    _, peft_model = lora
+    path = tmp_path / "saved"  # as a training run leaves it: peft weights and adapter_meta.json
+    save_adapter(peft_model, path, method="sft", base_model="smollm2", training_config={}, dataset=fingerprint(["x"]))
+    node = GpuNode(_settings(tmp_path, gpu_serve="llamacpp", gpu_llamacpp_slots=2, gpu_max_adapters=1)).start(
+        background=False)
+    try:
+        assert isinstance(node.serving, LlamaCppServing) and isinstance(node.serving.resident, LlamaCppEngine)
+        publish_adapter(Store(node.store_url), "node-lora", path)
+        messages = [{"role": "user", "content": PROMPTS[1]}]
+
+        def ask(model):
+            return httpx.post(f"{node.serving.url}/v1/chat/completions", timeout=300, json={
+                "model": model, "messages": messages, "temperature": 0, "max_tokens": 8})
+
+        base, adapted = ask("base"), ask("node-lora")
+        assert base.status_code == adapted.status_code == 200, (base.text, adapted.text)
+        served = Served(node.serving.url, node.serving.resident, node.resident.model, node.resident.tokenizer)
+        assert served.is_greedy(messages, base.json()["choices"][0]["message"]["content"])
+        assert served.is_greedy(messages, adapted.json()["choices"][0]["message"]["content"], model=peft_model)
+        assert list(node.serving.resident.adapters) == ["node-lora"]
+        assert ask("never-published").status_code == 404
+        publish_adapter(Store(node.store_url), "node-lora-2", path)
+        node.published("node-lora-2")  # what a training job calls; one adapter at most: the older one goes
+        assert list(node.serving.resident.adapters) == ["node-lora-2"]
+        assert ask("node-lora").json()["choices"][0]["message"]["content"] == adapted.json()["choices"][0]["message"]["content"]
+    finally:
+        node.stop()
