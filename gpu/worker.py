@@ -24,6 +24,17 @@ one task at a time per GPU, run in the process that holds the model. Run one suc
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # `python -m gpu.worker` runs this file as __main__, and `--include gpu.tasks` imports it again
+    # as gpu.worker: two copies, each with its own node and its own worker_ready handler, would load
+    # two models at once (twice the memory, and two loads racing over torch's meta device). Run the
+    # importable copy only.
+    import sys
+
+    from gpu.worker import main
+
+    sys.exit(main())
+
 import functools
 import logging
 import sys
@@ -226,6 +237,3 @@ def main(argv: list[str] | None = None) -> None:
 
     app.worker_main(worker_argv(list(sys.argv[1:] if argv is None else argv)))
 
-
-if __name__ == "__main__":
-    main()

@@ -15,6 +15,7 @@ import shutil
 import pytest
 
 from common.store import Store
+from common.task_messages import trivial_label
 from tests.conftest import docker_ready
 from tests.waiting import wait_until
 
@@ -97,10 +98,12 @@ def test_one_round_of_the_loop_through_the_farm(prerequisites, tmp_path, monkeyp
     assert store.exists("adapters", f"{rec.adapter}.tar.gz")
     # The eval ran through the rollout queue on held-out scenarios only, base and adapter side by side.
     report = store.get("evals", rec.eval_report, EvalReport)
-    assert list(report.models) == ["base", rec.adapter]
+    # The trivial policies (say the terminal at once) stand beside the models as the floor.
+    assert list(report.models) == ["base", rec.adapter, trivial_label("exit"), trivial_label("panic")]
     assert report.splits and set(report.splits) <= {"val", "test"}
     for label, m in report.models.items():
-        assert m.overall.n == 2 and m.operators == [f"student:{label}"]
+        operator = f"student:{label}" if label in ("base", rec.adapter) else f"trivial:{label.split()[0]}"
+        assert m.overall.n == 2 and m.operators == [operator]
         for tid in m.trajectory_ids:
             t = store.get("trajectories", tid, Trajectory)
             assert t.split == "test" and t.outcome != "operator_error", t.error
@@ -111,7 +114,7 @@ def test_one_round_of_the_loop_through_the_farm(prerequisites, tmp_path, monkeyp
     assert len(promotions) == 1 and promotions[0].decision.candidate == rec.adapter
     assert promotions[0].decision.promoted == rec.promoted
     assert rec.current == (rec.adapter if rec.promoted else "base")
-    assert set(rec.figures) == {"base", rec.adapter}
+    assert set(rec.figures) == {"base", rec.adapter, trivial_label("exit"), trivial_label("panic")}
     assert round_records(store)[0].round == 1
     assert [r.kind for r in Registry(store).records()].count("adapter") == 1
 

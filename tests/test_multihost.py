@@ -162,7 +162,7 @@ def test_a_loop_round_across_two_engines_a_gpu_node_and_an_s3_store(prerequisite
     from gpu.eval_report import EvalReport
 
     report = store.get("evals", record["eval_report"], EvalReport)
-    students = [t for m in report.models.values() for t in m.trajectory_ids]
+    students = [t for m in report.models.values() if m.operators[0].startswith("student:") for t in m.trajectory_ids]
     assert len(students) == 2 and set(students) <= set(trajectories)
     for tid in students:  # served over HTTP by the GPU node to a rollout worker
         assert store.get("trajectories", tid, Trajectory).outcome != "operator_error"

@@ -31,7 +31,7 @@ class WarmPool:
         self.discard = discard
         self.size = size
         self.max_age_s = max_age_s
-        self._ready: queue.Queue[Entry] = queue.Queue()
+        self._ready: queue.Queue[Pooled] = queue.Queue()
         self._wake = threading.Event()
         # A refill starts a moment after a take, not during it: on a small machine the
         # engine's work for the next container would slow the world just handed out.

@@ -81,3 +81,25 @@ def test_the_node_trains_on_its_resident_model_and_serves_the_published_adapter(
             node.serving.ensure(["never-trained"])  # what an eval of an unpublished adapter meets
     finally:
         node.stop()
+
+
+def test_python_m_gpu_worker_runs_one_copy_of_the_node_module(monkeypatch):
+    """`python -m gpu.worker` must not leave a second copy (__main__) whose worker_ready handler
+    would start a second node beside the one the tasks use: two models loading at once."""
+    import runpy
+
+    from celery.signals import worker_ready
+
+    import gpu.worker
+
+    def handlers() -> int:
+        return sum(1 for _, ref in worker_ready.receivers
+                   if getattr(ref() if callable(ref) else ref, "__name__", "") == "_start_node")
+
+    before = handlers()
+    called = []
+    monkeypatch.setattr(gpu.worker, "main", lambda: called.append(True) or 0)
+    with pytest.raises(SystemExit):
+        runpy.run_module("gpu.worker", run_name="__main__")
+    assert called == [True]
+    assert handlers() == before == 1
