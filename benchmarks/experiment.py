@@ -103,7 +103,7 @@ def write_results(store_url: str, records, cfg, env: dict, scale: str, out: Path
     if not evaluated:
         raise SystemExit("no round produced an eval: " + " | ".join(f"round {r.round}: {'; '.join(r.reasons)}" for r in records))
     last = evaluated[-1]  # a round with nothing to train on (e.g. no DPO pairs) has no eval of its own
-    report = with_terminal_choices(store, store.get("evals", last.eval_report, EvalReport))
+    report = recomputed(store, store.get("evals", last.eval_report, EvalReport))
     labels = {"base": "base"}
     for r in records:
         if r.adapter:
@@ -147,19 +147,18 @@ def training_precision() -> str:
     return (f"bf16 autocast, {base} base weights" if uses_cpu_autocast(cfg, device) else f"{base}") + ", fp32 LoRA"
 
 
-def with_terminal_choices(store, report):
-    """`report`, recomputed from its own trajectories where it was stored before reports counted
-    the terminal chosen against the right one (the figures are the same; the table is added)."""
+def recomputed(store, report):
+    """`report`, recomputed from its own stored trajectories with this code's definitions: the
+    episodes' figures are the same, and a report stored before a table or a probe existed (or
+    before a probe's definition changed) shows it as the code defines it now."""
     from common.trajectory import Trajectory
     from gpu.eval_report import build_report
+    from gpu.eval_run import scenario_facts
 
-    if all(m.overall.terminals for m in report.models.values()):
-        return report
     groups = {label: [store.get("trajectories", tid, Trajectory) for tid in m.trajectory_ids]
               for label, m in report.models.items()}
-    rebuilt = build_report(groups, report.splits)
-    assert rebuilt.id == report.id, "the same trajectories give the same report"
-    return rebuilt
+    scenarios = sorted({t.scenario_id for episodes in groups.values() for t in episodes})
+    return build_report(groups, report.splits, report.scenario_set, facts=scenario_facts(store, scenarios))
 
 
 def last_figures(report) -> dict:

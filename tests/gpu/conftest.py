@@ -90,3 +90,18 @@ def smollm2_model():
     from gpu.model import load_model
 
     return load_model("smollm2", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def lora_dir(smollm2_model, tmp_path_factory):
+    """A random-init LoRA on the query and value projections (B not zero, so it changes the output;
+    the query's rows are permuted in GGUF), saved by peft itself."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    peft_model = get_peft_model(copy.deepcopy(smollm2_model),
+                                LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    out = tmp_path_factory.mktemp("lora") / "random-lora"
+    peft_model.save_pretrained(out)
+    return out, peft_model

@@ -25,21 +25,7 @@ def gguf_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lora(smollm2_model, tmp_path_factory):
-    """A random-init LoRA on the query and value projections (the query's rows are permuted in GGUF)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(0)
-    peft_model = get_peft_model(copy.deepcopy(smollm2_model),
-                                LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    out = tmp_path_factory.mktemp("lora") / "random-lora"
-    peft_model.save_pretrained(out)
-    return out, peft_model
-
-
-@pytest.fixture(scope="module")
-def engine_served(smollm2_model, smollm2_tokenizer, gguf_cache, lora):
+def engine_served(smollm2_model, smollm2_tokenizer, gguf_cache, lora_dir):
     pytest.importorskip("xllamacpp", reason="pip install -e .[gpu] (xllamacpp: llama.cpp's prebuilt CPU wheel)")
     import uvicorn
 
@@ -49,7 +35,7 @@ def engine_served(smollm2_model, smollm2_tokenizer, gguf_cache, lora):
     from gpu.server import create_app
     from producer.redis_local import free_port
 
-    published = {"published-lora": lora[0]}
+    published = {"published-lora": lora_dir[0]}
 
     def resolve(name):
         if name not in published:
@@ -117,12 +103,12 @@ def test_stops_at_end_of_turn_and_honours_max_tokens_and_stop_strings(engine_ser
     assert all(served.is_greedy([{"role": "user", "content": p}], a) for p, a in zip(PROMPTS, answers)), answers
 
 
-def test_merged_adapter_answers_as_peft_and_unloads(engine_served, lora):
+def test_merged_adapter_answers_as_peft_and_unloads(engine_served, lora_dir):
     import httpx
     import openai
 
     served = engine_served
-    path, peft_model = lora
+    path, peft_model = lora_dir
     prompts = [[{"role": "user", "content": p}] for p in PROMPTS[:4]]
     base = [served.ask("base", p).choices[0].message.content for p in prompts]
     load = {"lora_name": "rand-lora", "lora_path": str(path)}  # vLLM's runtime LoRA calls, as the node makes them
@@ -141,11 +127,11 @@ def test_merged_adapter_answers_as_peft_and_unloads(engine_served, lora):
     assert served.ask("base", prompts[0]).choices[0].message.content == base[0]
 
 
-def test_a_published_adapter_loads_on_first_use_and_unknown_names_are_404(engine_served, lora):
+def test_a_published_adapter_loads_on_first_use_and_unknown_names_are_404(engine_served, lora_dir):
     import openai
 
     served = engine_served
-    _, peft_model = lora
+    _, peft_model = lora_dir
     prompt = [{"role": "user", "content": PROMPTS[1]}]
     answer = served.ask("published-lora", prompt).choices[0].message.content
     assert served.is_greedy(prompt, answer, model=peft_model)
@@ -156,7 +142,7 @@ def test_a_published_adapter_loads_on_first_use_and_unknown_names_are_404(engine
         served.ask("base", prompt, n=2)
 
 
-def test_merged_gguf_holds_the_weights_peft_merges(lora, gguf_cache):
+def test_merged_gguf_holds_the_weights_peft_merges(lora_dir, gguf_cache):
     """Loaded back by transformers (which undoes llama.cpp's query/key row order itself), the merged
     f32 GGUF is peft's merge_and_unload, weight for weight."""
     import torch
@@ -164,7 +150,7 @@ def test_merged_gguf_holds_the_weights_peft_merges(lora, gguf_cache):
     from gpu.engines.gguf_export import served_gguf
     from gpu.model import load_model, resolve_base
 
-    path, peft_model = lora
+    path, peft_model = lora_dir
     gguf = served_gguf(resolve_base("smollm2"), "f32", gguf_cache, adapter_dir=path)
     assert served_gguf(resolve_base("smollm2"), "f32", gguf_cache, adapter_dir=path) == gguf  # cached
     loaded = load_model(str(gguf), device="cpu").state_dict()
@@ -187,7 +173,7 @@ def test_adapters_the_merge_cannot_represent_are_refused(tmp_path, gguf_cache):
         served_gguf(resolve_base("smollm2"), "f32", gguf_cache, adapter_dir=tmp_path)
 
 
-def test_the_node_serves_base_and_a_published_adapter_through_llama_cpp(tmp_path, lora):
+def test_the_node_serves_base_and_a_published_adapter_through_llama_cpp(tmp_path, lora_dir):
     """FARM_GPU_SERVE=llamacpp: the GPU node's endpoint answers from llama.cpp, a published adapter
     fetched from the store and merged on its first request, the least recently used one unloaded past
     FARM_GPU_MAX_ADAPTERS (and merged again when asked for), and an unpublished name is a 404."""
@@ -202,7 +188,7 @@ def test_the_node_serves_base_and_a_published_adapter_through_llama_cpp(tmp_path
     from gpu.worker import GpuNode
     from tests.gpu.test_node import _settings
 
-    _, peft_model = lora
+    _, peft_model = lora_dir
     path = tmp_path / "saved"  # as a training run leaves it: peft weights and adapter_meta.json
     save_adapter(peft_model, path, method="sft", base_model="smollm2", training_config={}, dataset=fingerprint(["x"]))
     node = GpuNode(_settings(tmp_path, gpu_serve="llamacpp", gpu_llamacpp_slots=2, gpu_max_adapters=1)).start(
