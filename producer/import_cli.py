@@ -31,7 +31,8 @@ def import_command(path, fmt, set_name, split, parallel, timeout, store, broker,
     """Validate, gate and store scenarios from PATH; prints each one's outcome and the coverage."""
     from common.settings import get_settings
     from producer.farm_client import FarmClient
-    from producer.importing import coverage_markdown, import_items, read_agentbench_os, read_bundles, reasons_for
+    from producer.importing import (coverage_markdown, earlier_translations, import_items, read_agentbench_os,
+                                    read_bundles, reasons_for)
     from producer.loop_cli import _echo, _store_url
     from producer.loop_farm import loop_farm
     from producer.preflight import check_sandbox
@@ -41,12 +42,17 @@ def import_command(path, fmt, set_name, split, parallel, timeout, store, broker,
     name = check_name(set_name) if set_name else name_for(path)
     if fmt == "agentbench-os":
         check_sandbox(settings)
-        items = read_agentbench_os(path, split, settings, parallel,
-                                   progress=lambda k, n: _echo(f"translated {k}/{n} task(s) of {path}"))
     else:
         items = read_bundles(path, split)
     with loop_farm(settings, _store_url(store), broker, roles=("stages",)) as farm:
         client = FarmClient(farm.store, farm.pipeline, timeout_s=timeout, on_wait=_echo, health=farm.check)
+        if fmt == "agentbench-os":
+            # Translated with the store at hand: a task the set already holds keeps its bundle.
+            earlier = earlier_translations(farm.store, name, str(path), split)
+            if earlier:
+                _echo(f"{len(earlier)} task(s) of {path} already in set {name!r}: not translated again")
+            items = read_agentbench_os(path, split, settings, parallel, earlier=earlier,
+                                       progress=lambda k, n: _echo(f"translated {k}/{n} task(s) of {path}"))
         result = import_items(items, client, name, str(path), split)
     if as_json:
         click.echo(result.model_dump_json())

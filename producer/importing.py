@@ -6,7 +6,8 @@
 Every bundle is validated here, stored, and gated by the farm's gate workers exactly like an
 authored one (the gate task, with no rollouts after it); the admitted ones become the named
 set. Idempotent by bundle id: a bundle already stored keeps its gate report and is not gated
-again, and the same import twice finds the same set. Nothing bad in the input stops the
+again, and the same import twice finds the same set (an AgentBench task the set already holds is
+not translated again: see `earlier_translations`). Nothing bad in the input stops the
 import: a line that is not JSON, a bundle that does not validate, a bundle twice in the input
 are rows with their reason, like the gate's rejections.
 """
@@ -182,8 +183,12 @@ def coverage_markdown(result: ImportResult, reasons: dict[str, str] | None = Non
     return "\n".join(lines) + "\n"
 
 
-def read_agentbench_os(path: str | Path, split: str, settings, parallel: int = 2, progress=None) -> list[ImportItem]:
-    """AgentBench OS tasks translated into bundles here (a sandbox per task); refusals as rows."""
+def read_agentbench_os(path: str | Path, split: str, settings, parallel: int = 2, progress=None,
+                       earlier: dict[str, Bundle] | None = None) -> list[ImportItem]:
+    """AgentBench OS tasks translated into bundles here (a sandbox per task); refusals as rows.
+
+    A task in `earlier` (task key -> its stored bundle, see `earlier_translations`) is not
+    translated again: its stored bundle stands for it."""
     from importers.agentbench_os.source import load_tasks
     from importers.agentbench_os.translate import translate_tasks
     from importers.errors import ImporterError
@@ -193,10 +198,48 @@ def read_agentbench_os(path: str | Path, split: str, settings, parallel: int = 2
         tasks = load_tasks(path)
     except ImporterError as exc:
         raise BadArgument(str(exc)) from exc
-    results = translate_tasks(tasks, config_from_settings(settings), split, parallel, progress)
-    return [ImportItem(source=f"agentbench-os:{r.key}", bundle=r.bundle) if r.bundle else
-            ImportItem(source=f"agentbench-os:{r.key}", status="refused", reason=r.reason, detail=r.detail)
-            for r in results]
+    earlier = earlier or {}
+    todo = [t for t in tasks if t.key not in earlier]
+    results = {r.key: r for r in translate_tasks(todo, config_from_settings(settings), split, parallel, progress)}
+    items = []
+    for task in tasks:
+        source = f"agentbench-os:{task.key}"
+        if task.key in earlier:
+            items.append(ImportItem(source=source, bundle=earlier[task.key]))
+            continue
+        r = results[task.key]
+        items.append(ImportItem(source=source, bundle=r.bundle) if r.bundle else
+                     ImportItem(source=source, status="refused", reason=r.reason, detail=r.detail))
+    return items
+
+
+def earlier_translations(store, set_name: str, source: str, split: str) -> dict[str, Bundle]:
+    """Task key -> the bundle an earlier import of the same AgentBench folder stored in set `set_name`.
+
+    Many tasks' inits write random content (/dev/urandom, dates), so translating a task again
+    reads back another world and makes a bundle with another id: the set would not be found
+    again. A re-import reuses the set's bundles (admitted or rejected) instead. Empty when the
+    set does not exist, or was made from another source or split (the name check then refuses).
+    """
+    from producer.scenario_sets import load_set
+
+    if not store.exists("sets", set_name):
+        return {}
+    existing = load_set(store, set_name)
+    if existing.split != split or not _same_source(existing.source, source):
+        return {}
+    found = {}
+    for bid in [*existing.bundle_ids, *existing.rejected]:
+        if not store.exists("bundles", bid):
+            continue  # translated again; the name check says whether it is still the same set
+        bundle = store.get("bundles", bid, Bundle)
+        if bundle.origin.kind == "imported" and bundle.origin.family.startswith("agentbench-os:"):
+            found[bundle.origin.family.removeprefix("agentbench-os:")] = bundle
+    return found
+
+
+def _same_source(stored: str, given: str) -> bool:
+    return stored == given or Path(stored).resolve() == Path(given).resolve()
 
 
 def reasons_for(fmt: str) -> dict[str, str]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from common.bundle import Bundle
 from common.store import Store
+from importers.agentbench_os.source import load_tasks
 from producer.errors import BadArgument, ProducerError
 from producer.importing import parse_bundle, read_bundles
 from producer.scenario_sets import ScenarioSet, load_set, name_for, save_set
@@ -187,3 +189,72 @@ def test_eval_on_a_named_set_through_the_farm(farm_prerequisites, tmp_path, monk
     base = report.model("base")
     assert base.overall.n == 1 and base.operators == ["student:base"] and base.scenario_count == 1
     assert base.by_archetype.keys() == {"queue_processing"}
+
+
+@pytest.mark.docker
+@pytest.mark.redis
+@pytest.mark.slow
+def test_importing_agentbench_twice_finds_the_same_set(farm_prerequisites, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import importers.agentbench_os.translate as translate
+    from producer.cli import main
+
+    monkeypatch.setenv("FARM_POOL_SIZE", "0")
+    # A sample folder: a task refused from its text (a process table), and one whose init writes
+    # /dev/urandom's bytes (7-bootstrap-00085: its world, hence its bundle id, differs each time).
+    bench = Path(__file__).resolve().parent.parent / "data" / "agentbench-os"
+    raw = json.loads((bench / "data" / "7" / "bootstrap.json").read_text())
+    folder = tmp_path / "agentbench-os"
+    shutil.copytree(bench / "scripts" / "7", folder / "scripts" / "7")
+    (folder / "data" / "7").mkdir(parents=True)
+    (folder / "data" / "7" / "bootstrap.json").write_text(json.dumps([raw[0], raw[85]]))
+    translated: list[str] = []
+    real = translate.translate_task
+    monkeypatch.setattr(translate, "translate_task", lambda task, *a, **kw: translated.append(task.key) or
+                        real(task, *a, **kw))
+    store_url = str(tmp_path / "store")
+    runner = CliRunner()
+
+    def run(path):
+        out = runner.invoke(main, ["import", "--format", "agentbench-os", str(path), "--set", "agentbench-os",
+                                   "--store", store_url, "--json"], catch_exceptions=False)
+        return out, (json.loads(out.stdout.strip().splitlines()[-1]) if out.exit_code == 0 else None)
+
+    first, result = run(folder)
+    assert first.exit_code == 0, first.output
+    refused, random_world = result["rows"]
+    assert (refused["source"], refused["status"], refused["reason"]) == ("agentbench-os:7-bootstrap-00000",
+                                                                         "refused", "processes")
+    assert random_world["status"] == "admitted", random_world
+    assert not random_world["earlier"] and translated == ["7-bootstrap-00000", "7-bootstrap-00001"]
+    store = Store(store_url)
+    scenario_set = load_set(store, "agentbench-os")
+    assert scenario_set.bundle_ids == [random_world["bundle_id"]]
+    reports = {b: store.get("gate", b) for b in store.ids("gate")}
+
+    # Translated again, the random task is another bundle ...
+    task = next(t for t in load_tasks(folder) if t.key == "7-bootstrap-00001")
+    assert translate.translate_task(task, _sandbox_config()).bundle.id != random_world["bundle_id"]
+    # ... so a re-import keeps the set's bundle: nothing translated (but the refused task) or gated again.
+    translated.clear()
+    again, result = run(folder)
+    assert again.exit_code == 0, again.output
+    assert "1 task(s) of" in again.output and "not translated again" in again.output
+    assert translated == ["7-bootstrap-00000"]
+    assert result["rows"][0] == refused
+    assert result["rows"][1] == {**random_world, "earlier": True}
+    assert {b: store.get("gate", b) for b in store.ids("gate")} == reports
+    assert load_set(store, "agentbench-os") == scenario_set
+    # Another folder under the same name is still refused.
+    other = tmp_path / "elsewhere"
+    shutil.copytree(folder, other)
+    clash, _ = run(other)
+    assert clash.exit_code == 2 and "already exists" in clash.output
+
+
+def _sandbox_config():
+    from common.settings import get_settings
+    from sandbox import config_from_settings
+
+    return config_from_settings(get_settings()).model_copy(update={"pool_size": 0})
