@@ -268,15 +268,17 @@ def fresh_world_per_episode(config: BackendConfig) -> None:
         assert second.run("cat /tmp/mark").exit_code != 0
 
 
-def _host_processes_with(marker: str) -> list[int]:
+def _host_processes_with(marker: str, program: str | None = None) -> list[int]:
+    """Host pids whose command line holds `marker` (and whose program is `program`, if given)."""
     found = []
     for pid in os.listdir("/proc"):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(pid))
-        except (OSError, ValueError):
-            pass
+                argv = f.read()
+        except OSError:
+            continue
+        if marker.encode() in argv and (program is None or argv.split(b"\0", 1)[0] == program.encode()):
+            found.append(int(pid))
     return found
 
 
@@ -287,9 +289,11 @@ def nothing_outlives_close(config: BackendConfig) -> None:
     box.run(f"setsid sleep 1{marker} </dev/null >/dev/null 2>&1 & nohup sleep 2{marker} >/dev/null 2>&1 &"
             f" (trap '' HUP TERM; exec sleep 3{marker}) >/dev/null 2>&1 &")
     deadline = time.monotonic() + 5
-    while len(_host_processes_with(marker)) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)  # background jobs start after the command returns
-    assert len(_host_processes_with(marker)) == 3
+    # Background jobs start after the command returns; until a forked shell has exec'd its sleep it
+    # also carries the marker (in the shell's own command line), so count the sleeps themselves.
+    while len(_host_processes_with(marker, "sleep")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_host_processes_with(marker, "sleep")) == 3
     box.close()
     deadline = time.monotonic() + 10
     while _host_processes_with(marker) and time.monotonic() < deadline:
