@@ -8,13 +8,11 @@ end-of-turn token and honour max_tokens, and a merged adapter answers as peft's 
 from __future__ import annotations
 
 import copy
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.gpu.test_server import PROMPTS, Served
+from tests.gpu.test_server import PROMPTS, Served, running_app
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -27,13 +25,10 @@ def gguf_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine_served(smollm2_model, smollm2_tokenizer, gguf_cache, lora_dir):
     pytest.importorskip("xllamacpp", reason="pip install -e .[gpu] (xllamacpp: llama.cpp's prebuilt CPU wheel)")
-    import uvicorn
-
     from gpu.engines import load_engine
     from gpu.engines.llamacpp import LlamaCppOptions
     from gpu.resident_model import UnknownModel
     from gpu.server import create_app
-    from producer.redis_local import free_port
 
     published = {"published-lora": lora_dir[0]}
 
@@ -45,18 +40,8 @@ def engine_served(smollm2_model, smollm2_tokenizer, gguf_cache, lora_dir):
     engine, batcher = load_engine("llamacpp", "smollm2", cache_dir=gguf_cache, resolve=resolve,
                                   llamacpp=LlamaCppOptions(slots=4, context=8192))
     assert batcher is engine
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, batcher=batcher), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield Served(f"http://127.0.0.1:{port}", engine, smollm2_model, smollm2_tokenizer)
-    server.should_exit = True
-    thread.join(timeout=30)
+    with running_app(create_app(engine, batcher=batcher)) as url:
+        yield Served(url, engine, smollm2_model, smollm2_tokenizer)
     engine.close()
 
 

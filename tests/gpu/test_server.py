@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import socket
@@ -107,6 +108,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def running_app(app):
+    """`app` served by a real uvicorn on a free local port, in a thread; yields its base URL."""
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
 class Served:
     def __init__(self, url: str, resident, model, tokenizer):
         self.url, self.resident, self.model, self.tokenizer = url, resident, model, tokenizer
@@ -155,25 +176,13 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(smollm2_model, smollm2_tokenizer):
-    import uvicorn
-
     from gpu.resident_model import ResidentModel
     from gpu.server import create_app
 
     # The server wraps its base with peft in place: give it its own copy of the session model.
     resident = ResidentModel(copy.deepcopy(smollm2_model), smollm2_tokenizer, "smollm2")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(resident, window_ms=30), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield Served(f"http://127.0.0.1:{port}", resident, smollm2_model, smollm2_tokenizer)
-    server.should_exit = True
-    thread.join(timeout=30)
+    with running_app(create_app(resident, window_ms=30)) as url:
+        yield Served(url, resident, smollm2_model, smollm2_tokenizer)
 
 
 
