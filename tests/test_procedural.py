@@ -234,3 +234,30 @@ def test_every_reference_step_reads_as_the_command_it_is(archetype):
                 assert extract_command(step.command) == step.command, step.command
             for cmd in b.negative:
                 assert extract_command(cmd) == cmd, cmd
+
+
+def test_some_success_worlds_look_at_the_file_a_directive_asks_for_before_writing_it():
+    """The look fails ("No such file or directory") and the work goes on: a missing file is a cue to
+    panic only when the directive needs it, never when the directive asks to make it."""
+    from workers.author.procedural import OUTPUT_LOOK_RATE
+
+    looks, eligible = 0, 0
+    for combo in sample_combos(240, 11):
+        bundle = author_procedural(combo.seed, combo.archetype, **{
+            k: v for k, v in combo.model_dump().items() if k not in ("seed", "archetype")})
+        acts = [s.command for s in bundle.reference if s.purpose == "act"]
+        have = {f.path for f in bundle.fixtures.files} | set(bundle.fixtures.dirs)
+        looked = [c for c in acts if re.fullmatch(r"(ls -l|cat) /\S+", c) and c.split()[-1] not in have]
+        if bundle.axes.terminal_case != "success":
+            assert not any(c.split()[-1] not in have for c in looked[1:]), "only blocked worlds' own probe fails"
+            continue
+        writes = [c for c in acts if re.search(r">>?\s*/", c)]
+        eligible += bool(writes)
+        if not looked:
+            continue
+        looks += 1
+        path = looked[0].split()[-1]
+        assert any(path in d for d in bundle.directives), f"{path} is not named by a pending directive"
+        later = acts[acts.index(looked[0]) + 1:]
+        assert any(re.search(rf">>?\s*{re.escape(path)}(\s|$)", c) for c in later), f"nothing writes {path} after the look"
+    assert 0.2 * OUTPUT_LOOK_RATE * eligible <= looks <= eligible

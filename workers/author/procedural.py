@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import posixpath
 import random
+import re
 
 from common.bundle import Axes, Bundle, Fixtures, Origin, Step
 from common.taxonomy import split_for_archetype, terminal_for_case
@@ -24,6 +25,11 @@ from workers.author.inject import draw_injection
 from workers.author.provider import build_provider, provider_name
 from workers.author.task import WORDS, Ctx, Task, checker, parents_under, unchanged_checker
 from workers.author.wording import frame, work_root
+
+# Share of success worlds (of the families whose directive names a file to write) whose oracle
+# looks at that file before writing it; see _output_look.
+OUTPUT_LOOK_RATE = 0.5
+_REDIRECT = re.compile(r">>?\s*(/[^\s;|&)'\"]+)")  # the files an act command writes by redirection
 
 
 def _without(task: Task, path: str) -> Task:
@@ -77,6 +83,24 @@ def _block(rng: random.Random, task: Task) -> tuple[Task, list[str], Step, str]:
     return ro, ro.directives, probe, f"{task.readonly_target} is owned by root and not writable"
 
 
+def _output_look(combo: Combo, task: Task) -> list[Step]:
+    """In some success worlds, a look at the file a directive asks for, before writing it.
+
+    The answer is "No such file or directory", and the work goes on: what is missing is what
+    the directive asks to make. Without such looks every failed look in the data came from a
+    blocked world, and the student learnt that any missing file means `panic` (it said so in
+    work worlds, and on AgentBench whenever the answer file it was to write did not exist yet).
+    Drawn from an rng of its own so that the rest of the bundle is what it was without it.
+    """
+    have = {f.path for f in task.files} | set(task.dirs)
+    written = (m.group(1) for c in task.act for m in _REDIRECT.finditer(c))
+    out = next((p for p in written if p not in have and any(p in d for d in task.directives)), None)
+    rng = random.Random(f"output-look:{combo.model_dump_json()}")
+    if out is None or rng.random() >= OUTPUT_LOOK_RATE:
+        return []
+    return [Step(command=rng.choice((f"ls -l {out}", f"cat {out}")), purpose="act")]
+
+
 def _dirs(world: Task) -> list[str]:
     """Every directory of the work area (the task's own, empty ones included), so the operator owns all of it."""
     inside = [f.path for f in world.files if f.path.startswith(world.root + "/")]
@@ -99,7 +123,8 @@ def author_from_combo(combo: Combo) -> Bundle:
         # The same look a blocked world needs, before acting: the student must learn to read its
         # answer (panic on what is missing), not that looking means panic.
         kind = _probe_kind(rng, task, blocked=False)
-        act = [*([_probe(kind, task, blocked=False)] if kind else []), *(Step(command=c, purpose="act") for c in task.act)]
+        act = [*([_probe(kind, task, blocked=False)] if kind else []), *_output_look(combo, task),
+               *(Step(command=c, purpose="act") for c in task.act)]
     else:
         if case == "empty_queue":
             world, pending, cancelled = task, [], task.directives
