@@ -16,8 +16,8 @@ The same as, by hand (with the experiment's FARM_* settings in the environment):
     producer eval --bundles seen-archetypes-N.jsonl --models base,ADAPTER,... --store STORE
 
 Prints the eval table, a per-archetype table of work (terminal case `success`) checker passes
-beside the number of round-1 keepers of that archetype and case (how many examples the student
-saw), and last one JSON object. Re-running with the same store resumes.
+beside the number of work episodes of that archetype the first adapter trained on (how many
+examples the student saw), and last one JSON object. Re-running with the same store resumes.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import click
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.append(str(ROOT / "benchmarks"))  # after the root: benchmarks/sandbox.py must not shadow the package
 
 
 @click.command()
@@ -75,7 +75,8 @@ def main(store, scenarios, seed, models, scale, out) -> None:
         table = _invoke(eval_command, ["--bundles", str(path), "--models", names, "--store", store_url])
     table = table[table.index("### Eval "):]
     report = st.get("evals", table.split()[2], EvalReport)
-    work = work_by_archetype(st, report, adapters)
+    trained = next((m for m in names.split(",") if m != "base"), None)
+    work = work_by_archetype(st, report, work_seen(st, trained) if trained else Counter())
     text = "\n".join([f"# Seen archetypes, new instances ({scenarios} scenarios, seed {seed})", "",
                       f"Command: `python benchmarks/transfer.py --store STORE --scenarios {scenarios} --seed {seed}`; "
                       f"eval {(time.monotonic() - started) / 60:.1f} min. Settings: {json.dumps(env, sort_keys=True)}", "",
@@ -89,28 +90,34 @@ def main(store, scenarios, seed, models, scale, out) -> None:
                            "models": figures_of(report), "work_by_archetype": work["rows"]}))
 
 
-def work_by_archetype(st, report, adapters: list[str]) -> dict:
-    """Per archetype: round-1 work keepers (what the student saw) and each model's work checker passes."""
+def work_seen(st, adapter: str) -> Counter:
+    """Per archetype, the work episodes (terminal case `success`) in `adapter`'s own training data."""
     from common.trajectory import Trajectory
+    from gpu.adapter_store import published_info
 
     seen: Counter = Counter()
-    for t in st.iter("trajectories", Trajectory):
-        if t.split == "train" and t.operator == "oracle" and t.keep and t.expected_terminal == "exit" and t.checker_passed:
-            seen[t.archetype] += 1
+    for _, t in st.read_many("trajectories", published_info(st, adapter).dataset.ids, Trajectory):
+        seen[t.archetype] += case_of(st, t.scenario_id) == "success"
+    return seen
+
+
+def work_by_archetype(st, report, seen: Counter) -> dict:
+    """Per archetype: work examples the student trained on, and each model's work checker passes."""
+    from common.trajectory import Trajectory
+
     rows: dict[str, dict] = {}
     for label, m in report.models.items():
-        for tid in m.trajectory_ids:
-            t = st.get("trajectories", tid, Trajectory)
-            bundle_case = report_case(st, t.scenario_id)
-            if bundle_case != "success":
+        for _, t in st.read_many("trajectories", m.trajectory_ids, Trajectory):
+            if case_of(st, t.scenario_id) != "success":
                 continue
             row = rows.setdefault(t.archetype, {"trained_on": seen[t.archetype]})
             n, ok = row.get(label, (0, 0))
             row[label] = (n + 1, ok + int(bool(t.checker_passed)))
     labels = list(report.models)
-    lines = ["Work scenarios (terminal case `success`) by archetype: checker passes, and the round-1 oracle "
-             "keepers that ended in `exit` with the checker passing (work and empty-queue worlds) the student saw.", "",
-             "| archetype | keepers seen | " + " | ".join(labels) + " |", "| --- | --- |" + " --- |" * len(labels)]
+    lines = ["Work scenarios (terminal case `success`) by archetype: the work episodes of that archetype in "
+             "the first adapter's training data, then each model's checker passes.", "",
+             "| archetype | work episodes trained on | " + " | ".join(labels) + " |",
+             "| --- | --- |" + " --- |" * len(labels)]
     total = {label: [0, 0] for label in labels}
     for arch in sorted(rows):
         cells = []
@@ -125,7 +132,7 @@ def work_by_archetype(st, report, adapters: list[str]) -> dict:
             "rows": {a: {k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for a, r in rows.items()}}
 
 
-def report_case(st, scenario_id: str) -> str:
+def case_of(st, scenario_id: str) -> str:
     from common.bundle import Bundle
 
     return st.get("bundles", scenario_id, Bundle).axes.terminal_case
