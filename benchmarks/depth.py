@@ -54,7 +54,7 @@ def main(store, archetypes, n_train, n_eval, held_out, seed, scale, out) -> None
     from common.store import Store
     from common.task_messages import EvalRequest, TrainRequest
     from common.taxonomy import split_for_archetype
-    from experiment import COMMON_ENV, SCALES
+    from experiment import SCALES, run_env
     from gpu.eval_report import EvalReport
     from producer.farm_client import FarmClient
     from producer.importing import eval_set, import_items, read_bundles
@@ -66,7 +66,7 @@ def main(store, archetypes, n_train, n_eval, held_out, seed, scale, out) -> None
     names = [a.strip() for a in archetypes.split(",") if a.strip()]
     if any(split_for_archetype(a) != "train" for a in names):
         raise click.BadParameter("train-split archetypes only: the held-out ones stay held out", param_hint="--archetypes")
-    env = {**COMMON_ENV, **SCALES[scale]["env"]}
+    env = run_env(scale)
     os.environ.update(env)
     store_url = store if "://" in store else str(Path(store).resolve())
     st = Store(store_url)

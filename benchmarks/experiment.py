@@ -66,15 +66,12 @@ def main() -> int:
 
     sys.path.insert(0, str(ROOT))
     from common.settings import Settings
-    from gpu.model import cpu_has_bf16
     from producer.loop import LoopConfig
     from producer.loop_cli import run_loop
 
     scale = dict(SCALES[args.scale])
-    env = {**COMMON_ENV, **scale.pop("env")}
-    # Serve in bf16 where the CPU multiplies it natively (AVX512-BF16/AMX): the held-out eval is
-    # the run's largest cost, and bf16 prefill is ~2.4x faster than fp32 on such a CPU.
-    env.setdefault("FARM_GPU_SERVE_DTYPE", "bfloat16" if cpu_has_bf16() else "auto")
+    scale.pop("env")
+    env = run_env(args.scale)
     if args.turn_pairs:
         scale["dpo"] = {**scale["dpo"], **TURN_PAIRS["dpo"]}
         env.update(TURN_PAIRS["env"])
@@ -92,6 +89,17 @@ def main() -> int:
     summary = write_results(store_url, records, cfg, env, label, Path(args.out), elapsed, command)
     print(json.dumps(summary))
     return 0
+
+
+def run_env(scale: str) -> dict[str, str]:
+    """The FARM_* settings of a run at `scale`; the control benchmarks (transfer.py, depth.py) use the same."""
+    from gpu.model import cpu_has_bf16
+
+    env = {**COMMON_ENV, **SCALES[scale]["env"]}
+    # Serve in bf16 where the CPU multiplies it natively (AVX512-BF16/AMX): the held-out eval is
+    # the run's largest cost, and bf16 prefill is ~2.4x faster than fp32 on such a CPU.
+    env.setdefault("FARM_GPU_SERVE_DTYPE", "bfloat16" if cpu_has_bf16() else "auto")
+    return env
 
 
 def write_results(store_url: str, records, cfg, env: dict, scale: str, out: Path, elapsed: float, command: str) -> dict:

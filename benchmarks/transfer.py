@@ -49,13 +49,13 @@ def main(store, scenarios, seed, models, scale, out) -> None:
     from common.ids import derived_id
     from common.store import Store
     from common.taxonomy import archetypes_in
-    from experiment import COMMON_ENV, SCALES
+    from experiment import run_env
     from gpu.eval_report import EvalReport
     from producer.loop import round_records
     from producer.loop_cli import eval_command
     from workers.author import author_from_combo, sample_combos
 
-    env = {**COMMON_ENV, **SCALES[scale]["env"]}
+    env = run_env(scale)
     os.environ.update(env)  # the workers the eval starts inherit the experiment's sampling settings
     store_url = store if "://" in store else str(Path(store).resolve())
     st = Store(store_url)
