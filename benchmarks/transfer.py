@@ -43,8 +43,10 @@ sys.path.append(str(ROOT / "benchmarks"))  # after the root: benchmarks/sandbox.
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--models", default=None, help="Models to evaluate (default: every adapter the experiment's loop trained).")
 @click.option("--scale", default="full", show_default=True, help="Whose sampling settings (benchmarks/experiment.py SCALES).")
+@click.option("--max-tokens", type=click.IntRange(8), default=None,
+              help="Cap on each reply's tokens (default: the scale's FARM_MAX_TOKENS); the reply-cap probe.")
 @click.option("--out", default=str(ROOT / "docs" / "results"), show_default=True, help="Where the report goes.")
-def main(store, scenarios, seed, models, scale, out) -> None:
+def main(store, scenarios, seed, models, scale, max_tokens, out) -> None:
     from agentbench import _invoke
     from common.ids import derived_id
     from common.store import Store
@@ -55,7 +57,7 @@ def main(store, scenarios, seed, models, scale, out) -> None:
     from producer.loop_cli import eval_command
     from workers.author import author_from_combo, sample_combos
 
-    env = run_env(scale)
+    env = run_env(scale) | ({"FARM_MAX_TOKENS": str(max_tokens)} if max_tokens else {})
     os.environ.update(env)  # the workers the eval starts inherit the experiment's sampling settings
     store_url = store if "://" in store else str(Path(store).resolve())
     st = Store(store_url)
@@ -78,11 +80,12 @@ def main(store, scenarios, seed, models, scale, out) -> None:
     trained = next((m for m in names.split(",") if m != "base"), None)
     work = work_by_archetype(st, report, work_seen(st, trained) if trained else Counter())
     text = "\n".join([f"# Seen archetypes, new instances ({scenarios} scenarios, seed {seed})", "",
-                      f"Command: `python benchmarks/transfer.py --store STORE --scenarios {scenarios} --seed {seed}`; "
+                      f"Command: `python benchmarks/transfer.py --store STORE --scenarios {scenarios} --seed {seed}"
+                      + (f" --max-tokens {max_tokens}" if max_tokens else "") + "`; "
                       f"eval {(time.monotonic() - started) / 60:.1f} min. Settings: {json.dumps(env, sort_keys=True)}", "",
                       table, "", work["markdown"], ""])
     Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / f"transfer-{scale}.md").write_text(text)
+    (Path(out) / f"transfer-{scale}{f'-tokens{max_tokens}' if max_tokens else ''}.md").write_text(text)
     click.echo(text)
     from producer.loop import figures_of
 
