@@ -9,7 +9,7 @@ the same size (`--train` scenarios, one oracle rollout each, the experiment's SF
 instances of those archetypes (`--eval` scenarios, the eval's mix of terminal cases), and on the
 experiment's own held-out set when `--held-out` is given. It answers whether the student fails
 at the work because the work is not learnable at this size, or because 2 or 3 examples of it
-are too few: the depth adapter has about ten times as many per archetype.
+are too few: the depth adapter has several times as many per archetype.
 
 Everything runs through the farm as `producer import`, the oracle's rollouts, a training job
 and `producer eval` do (embedded, as the experiment), in the experiment's store so that both
@@ -47,8 +47,10 @@ DEFAULT_ARCHETYPES = "release_packaging,dir_compare,hosts_entries,account_record
 @click.option("--held-out", is_flag=True, help="Also evaluate the depth adapter on the experiment's held-out set.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--scale", default="full", show_default=True, help="Whose settings (benchmarks/experiment.py SCALES).")
+@click.option("--max-tokens", type=click.IntRange(8), default=None,
+              help="Cap on each reply's tokens in the evals (default: the scale's FARM_MAX_TOKENS).")
 @click.option("--out", default=str(ROOT / "docs" / "results"), show_default=True, help="Where the report goes.")
-def main(store, archetypes, n_train, n_eval, held_out, seed, scale, out) -> None:
+def main(store, archetypes, n_train, n_eval, held_out, seed, scale, max_tokens, out) -> None:
     from common.ids import derived_id
     from common.settings import get_settings
     from common.store import Store
@@ -66,7 +68,7 @@ def main(store, archetypes, n_train, n_eval, held_out, seed, scale, out) -> None
     names = [a.strip() for a in archetypes.split(",") if a.strip()]
     if any(split_for_archetype(a) != "train" for a in names):
         raise click.BadParameter("train-split archetypes only: the held-out ones stay held out", param_hint="--archetypes")
-    env = run_env(scale)
+    env = run_env(scale) | ({"FARM_MAX_TOKENS": str(max_tokens)} if max_tokens else {})
     os.environ.update(env)
     store_url = store if "://" in store else str(Path(store).resolve())
     st = Store(store_url)
@@ -110,7 +112,8 @@ def main(store, archetypes, n_train, n_eval, held_out, seed, scale, out) -> None
     breadth_seen = work_seen(st, sft)
     lines = [f"# Depth probe: {len(keepers)} oracle keepers on {', '.join(names)}", "",
              f"Command: `python benchmarks/depth.py --store STORE --archetypes {','.join(names)} --train {n_train} "
-             f"--eval {n_eval}{' --held-out' if held_out else ''} --seed {seed}`; {json.dumps(timings)}", "",
+             f"--eval {n_eval}{' --held-out' if held_out else ''} --seed {seed}"
+             f"{f' --max-tokens {max_tokens}' if max_tokens else ''}`; {json.dumps(timings)}", "",
              f"Compared with `{sft}` (the experiment's SFT: {sum(breadth_seen.values())} work episodes over "
              f"{len(breadth_seen)} archetypes, {sum(breadth_seen[a] for a in names)} of them on these). "
              f"Training: {json.dumps(trained.get('metrics') or {})}", "",
@@ -118,7 +121,7 @@ def main(store, archetypes, n_train, n_eval, held_out, seed, scale, out) -> None
     if "held-out" in reports:
         lines += ["## The experiment's held-out set", "", reports["held-out"].to_markdown(), ""]
     Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / f"depth-{scale}.md").write_text("\n".join(lines))
+    (Path(out) / f"depth-{scale}{f'-tokens{max_tokens}' if max_tokens else ''}.md").write_text("\n".join(lines))
     click.echo("\n".join(lines))
     click.echo(json.dumps({"adapter": name, "keepers": len(keepers), **timings,
                            "work_by_archetype": work["rows"],

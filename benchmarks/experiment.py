@@ -41,8 +41,8 @@ SCALES = {
                  teacher_samples=2,
                  sft={"num_epochs": 2, "tokens_per_batch": 2048, "learning_rate": 1e-3, "save_steps": 20},
                  dpo={"max_steps": 8, "pairs_per_batch": 2, "learning_rate": 5e-5, "save_steps": 4},
-                 # 128 tokens a reply: half of the train archetypes' work, and of `checksums`, has an act
-                 # command longer than 48 (the cap of docs/RESULTS.md's run, `--max-tokens 48`), which
+                 # 128 tokens a reply: half of the train archetypes' work, and most of `checksums`, has an
+                 # act command longer than 48 (the cap of docs/RESULTS.md's run, `--max-tokens 48`), which
                  # the student learns whole and could then only start; replies stop cleanly, so a
                  # higher cap costs only the long commands.
                  env={"FARM_MAX_TURNS": "16", "FARM_MAX_TOKENS": "128", "FARM_MAX_IDLE_REPLIES": "2",
