@@ -26,8 +26,8 @@ from workers.author.provider import build_provider, provider_name
 from workers.author.task import WORDS, Ctx, Task, checker, parents_under, unchanged_checker
 from workers.author.wording import frame, work_root
 
-# Share of success worlds (of the families whose directive names a file to write) whose oracle
-# looks at that file before writing it; see _output_look.
+# Share of success worlds whose act steps write, by redirection, a file a directive names, in
+# which the reference looks at that file before writing it; see _output_look.
 OUTPUT_LOOK_RATE = 0.5
 _REDIRECT = re.compile(r">>?\s*(/[^\s;|&)'\"]+)")  # the files an act command writes by redirection
 
