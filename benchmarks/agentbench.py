@@ -45,7 +45,7 @@ def main(data, store, models, samples, limit, set_name, broker, no_eval) -> None
 
     started = time.monotonic()
     args = ["import", "--format", "agentbench-os", data, "--set", set_name, "--store", store, "--json"]
-    out = _invoke(producer, args + (["--broker", broker] if broker else []))
+    out = invoke_cli(producer, args + (["--broker", broker] if broker else []))
     result = ImportResult.model_validate_json(out.strip().splitlines()[-1])
     click.echo(coverage_markdown(result, REASONS))
     figures: dict = {"import_s": round(time.monotonic() - started, 1), "total": len(result.rows),
@@ -59,7 +59,7 @@ def main(data, store, models, samples, limit, set_name, broker, no_eval) -> None
             save_set(st, ScenarioSet(name=eval_set, bundle_ids=full.bundle_ids[:limit], split=full.split,
                                      source=f"the first {limit} of set {set_name}"))
         t0 = time.monotonic()
-        table = _invoke(producer, ["eval", "--set", eval_set, "--models", models, "--samples", str(samples),
+        table = invoke_cli(producer, ["eval", "--set", eval_set, "--models", models, "--samples", str(samples),
                                    "--store", store] + (["--broker", broker] if broker else []))
         table = table[table.index("### Eval "):]
         click.echo(table)
@@ -72,7 +72,8 @@ def main(data, store, models, samples, limit, set_name, broker, no_eval) -> None
     click.echo(json.dumps(figures))
 
 
-def _invoke(command, args: list[str]) -> str:
+def invoke_cli(command, args: list[str]) -> str:
+    """Run a click command in this process: its stdout, or a ClickException with the tail of its output."""
     from click.testing import CliRunner
 
     result = CliRunner().invoke(command, args, catch_exceptions=False)

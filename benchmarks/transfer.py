@@ -47,7 +47,7 @@ sys.path.append(str(ROOT / "benchmarks"))  # after the root: benchmarks/sandbox.
               help="Cap on each reply's tokens (default: the scale's FARM_MAX_TOKENS); the reply-cap probe.")
 @click.option("--out", default=str(ROOT / "docs" / "results"), show_default=True, help="Where the report goes.")
 def main(store, scenarios, seed, models, scale, max_tokens, out) -> None:
-    from agentbench import _invoke
+    from agentbench import invoke_cli
     from common.ids import derived_id
     from common.store import Store
     from common.taxonomy import archetypes_in
@@ -74,7 +74,7 @@ def main(store, scenarios, seed, models, scale, max_tokens, out) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"seen-archetypes-s{seed}-n{scenarios}.jsonl"
         path.write_text("".join(b.model_dump_json() + "\n" for b in bundles))
-        table = _invoke(eval_command, ["--bundles", str(path), "--models", names, "--store", store_url])
+        table = invoke_cli(eval_command, ["--bundles", str(path), "--models", names, "--store", store_url])
     table = table[table.index("### Eval "):]
     report = st.get("evals", table.split()[2], EvalReport)
     trained = next((m for m in names.split(",") if m != "base"), None)
